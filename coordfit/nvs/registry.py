@@ -1,0 +1,83 @@
+"""The view-synthesis model registry, and saving/loading models with their config."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from torch import nn
+
+from ..checkpoint import load_weights, save_weights, weights_metadata
+from ..errors import CoordfitError
+from ..io import read_json, write_json
+from .efficient_lvsm import EfficientLVSM
+from .layers import NVSConfig
+from .lvsm import LVSM
+
+__all__ = ["register", "list_models", "create_model", "save_model", "load_model", "SHIPPED_CHECKPOINT"]
+
+_MODELS: dict[str, type[nn.Module]] = {}
+
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "nvs" / "efficient-lvsm-32px.safetensors"
+"""The small Efficient-LVSM trained by ``coordfit nvs train`` on procedural 32 px scenes."""
+
+
+def register(name: str, cls: type[nn.Module]) -> None:
+    if name in _MODELS and _MODELS[name] is not cls:
+        warnings.warn(f"view-synthesis model '{name}' registered twice; the last one wins", stacklevel=2)
+    _MODELS[name] = cls
+
+
+register("lvsm", LVSM)
+register("efficient-lvsm", EfficientLVSM)
+
+
+def list_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+def create_model(name: str, cfg: NVSConfig | dict | None = None) -> nn.Module:
+    """Build a registered model from a config (dataclass or dict of its fields)."""
+    if name not in _MODELS:
+        raise CoordfitError(f"unknown view-synthesis model '{name}'; choose from {', '.join(list_models())}")
+    if isinstance(cfg, dict):
+        cfg = NVSConfig.from_dict(cfg)
+    return _MODELS[name](cfg)
+
+
+def _config_path(weights: Path) -> Path:
+    """``<stem>.json`` beside the weights, else ``config.json`` in the same folder."""
+    own = weights.with_suffix(".json")
+    return own if own.is_file() else weights.parent / "config.json"
+
+
+def save_model(weights: str | Path, model: nn.Module, extra: dict | None = None) -> Path:
+    """Write ``weights`` (safetensors) and ``<stem>.json`` with the model name and config."""
+    weights = Path(weights)
+    save_weights(weights, model, model.name)
+    write_json(weights.with_suffix(".json"), {"model": model.name, "config": model.cfg.to_dict(), **(extra or {})})
+    return weights
+
+
+def load_model(path: str | Path | None = None) -> tuple[nn.Module, dict]:
+    """Load a model saved by :func:`save_model` or a training run folder.
+
+    ``path`` is a ``.safetensors`` file, a run folder (its ``model.safetensors``), or
+    ``None`` for the shipped checkpoint. Returns ``(model in eval mode, its JSON info)``.
+    """
+    path = SHIPPED_CHECKPOINT if path is None else Path(path)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise CoordfitError(f"checkpoint {path} does not exist")
+    meta = weights_metadata(path)
+    info_path = _config_path(path)
+    if not info_path.is_file():
+        raise CoordfitError(f"checkpoint {path} has no {path.stem}.json or config.json beside it")
+    info = read_json(info_path)
+    name = info.get("model", meta.get("model"))
+    if name not in _MODELS:
+        raise CoordfitError(f"{info_path} names model {name!r}, not a view-synthesis model")
+    model = create_model(name, info.get("config", {}))
+    load_weights(path, model, name)
+    return model.eval(), info

@@ -1,0 +1,97 @@
+"""Scene JSON format: round trip, clear errors for bad files, the procedural renderer."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from coordfit.errors import CoordfitError
+from coordfit.nvs.procedural import ProceduralConfig, make_scene
+from coordfit.nvs.scenes import list_scenes, load_scene, save_scene
+
+
+@pytest.fixture()
+def scene_dir(tmp_path):
+    save_scene(make_scene(7, ProceduralConfig(size=16, views=3)), tmp_path)
+    return tmp_path
+
+
+def test_scene_round_trip(tmp_path):
+    scene = make_scene(3, ProceduralConfig(size=24, views=4))
+    path = save_scene(scene, tmp_path)
+    data = json.loads(path.read_text())
+    assert set(data["frames"][0]) == {"image_path", "fxfycxcy", "w2c"}
+    back = load_scene(path)
+    assert back.name == scene.name and back.images.shape == (4, 3, 24, 24)
+    torch.testing.assert_close(back.c2w, scene.c2w, atol=1e-5, rtol=0)
+    torch.testing.assert_close(back.fxfycxcy, scene.fxfycxcy)
+    assert (back.images - scene.images).abs().max() <= 0.5 / 255 + 1e-6  # 8-bit PNG
+    # w2c really is the inverse of c2w
+    w2c = torch.tensor(data["frames"][1]["w2c"])
+    torch.testing.assert_close(w2c @ scene.c2w[1], torch.eye(4), atol=1e-5, rtol=0)
+
+
+def test_procedural_scenes_are_deterministic_and_varied():
+    cfg = ProceduralConfig(size=16, views=2)
+    a, b, c = make_scene(11, cfg), make_scene(11, cfg), make_scene(12, cfg)
+    assert torch.equal(a.images, b.images) and torch.equal(a.c2w, b.c2w)
+    assert (a.images - c.images).abs().mean() > 0.02
+    assert a.images.min() >= 0 and a.images.max() <= 1
+    # images are not flat: objects, checker and sky give structure
+    assert a.images.std() > 0.05
+
+
+def test_orbit_layout_spaces_cameras_evenly():
+    s = make_scene(0, ProceduralConfig(size=8, views=4, layout="orbit"))
+    xy = s.c2w[:, :2, 3]
+    ang = torch.atan2(xy[:, 1], xy[:, 0])
+    gaps = torch.remainder(ang.roll(-1) - ang, 2 * math.pi)
+    torch.testing.assert_close(gaps, torch.full((4,), math.pi / 2), atol=1e-4, rtol=0)
+
+
+def _edit(scene_dir, change):
+    path = list_scenes(scene_dir)[0]
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d["frames"][1].update(image_path="nope.png"), "does not exist"),
+        (lambda d: d["frames"][0].pop("w2c"), "has no 'w2c'"),
+        (lambda d: d["frames"][0].update(w2c=[[1, 0, 0]]), "4x4"),
+        (lambda d: d["frames"][0]["w2c"][0].__setitem__(0, 3.0), "not a rotation"),
+        (lambda d: d["frames"][0]["w2c"][3].__setitem__(0, 1.0), "last row"),
+        (lambda d: d["frames"][0].update(fxfycxcy=[1, 2, 3]), "list of 4 numbers"),
+        (lambda d: d["frames"][0].update(fxfycxcy=[-1, 2, 3, 4]), "positive"),
+        (lambda d: d.update(frames=[]), "empty"),
+        (lambda d: d.pop("frames"), "'frames' list"),
+    ],
+)
+def test_bad_scene_files_give_clear_errors(scene_dir, change, message):
+    path = _edit(scene_dir, change)
+    with pytest.raises(CoordfitError, match=message):
+        load_scene(path)
+
+
+def test_mismatched_image_sizes_and_broken_files(scene_dir, tmp_path_factory):
+    import imageio.v3 as iio
+    import numpy as np
+
+    path = list_scenes(scene_dir)[0]
+    img1 = path.parent / json.loads(path.read_text())["frames"][1]["image_path"]
+    iio.imwrite(img1, np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(CoordfitError, match="same size"):
+        load_scene(path)
+    img1.write_bytes(b"not a png")
+    with pytest.raises(CoordfitError, match="cannot read image"):
+        load_scene(path)
+    path.write_text("{ not json")
+    with pytest.raises(CoordfitError, match="not valid JSON"):
+        load_scene(path)
+    with pytest.raises(CoordfitError, match="no scene .json"):
+        list_scenes(tmp_path_factory.mktemp("empty"))
