@@ -1,0 +1,1 @@
+"""The coordfit command line: a thin Typer skin over the coordfit library."""

@@ -1,0 +1,83 @@
+"""`coordfit image` (fit a photo) and `coordfit render` (render a run at any size)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+import coordfit
+from coordfit.errors import CoordfitError
+
+from . import _fit as F
+from ._common import console, handle_errors
+from .main import app
+
+
+@app.command("image")
+@handle_errors
+def image_cmd(
+    path: Annotated[Optional[str], typer.Argument(help="Image file (PNG/JPEG/TIFF/BMP) or skimage:<name> (default: skimage:astronaut).", show_default=False)] = None,
+    model: F.Model = None,
+    preset: F.Preset = None,
+    split: F.Split = None,
+    width: F.Width = None,
+    layers: F.Layers = None,
+    rank: F.Rank = None,
+    option: F.Options = None,
+    steps: F.Steps = None,
+    time_budget: F.TimeBudget = None,
+    target_psnr: F.TargetPSNR = None,
+    lr: F.LR = None,
+    grid_batch: F.GridBatch = None,
+    batch_points: F.BatchPoints = None,
+    alpha: Annotated[str, typer.Option("--alpha", help="RGBA/gray+alpha images: keep or drop the alpha channel.")] = "keep",
+    seed: F.Seed = 0,
+    device: F.Device = "auto",
+    out: F.Out = None,
+    resume: F.Resume = None,
+    checkpoint_every: F.CheckpointEvery = 500,
+    progress: F.Progress = None,
+) -> None:
+    """Fit an image; writes reconstruction.png, metrics.json, model.safetensors, log.csv."""
+    F.run_fit(
+        "image", path, model=model, preset=preset, split=split, width=width, layers=layers, rank=rank,
+        options=option, steps=steps, time_budget=time_budget, target_psnr=target_psnr, lr=lr,
+        grid_batch=grid_batch, batch_points=batch_points, seed=seed, device=device, out=out,
+        resume=resume, checkpoint_every=checkpoint_every, progress=progress,
+        signal_options={"alpha": alpha},
+    )
+
+
+def _parse_size(size: str | None) -> tuple[int, ...] | None:
+    if size is None:
+        return None
+    parts = size.lower().split("x")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        raise CoordfitError(f"--size must look like WxH (e.g. 1024x768), got '{size}'") from None
+    if len(dims) not in (2, 3) or min(dims) <= 0:
+        raise CoordfitError(f"--size must be positive WxH (or WxHxT for video), got '{size}'")
+    return dims
+
+
+@app.command("render")
+@handle_errors
+def render_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by coordfit image/video/shape.")],
+    scale: Annotated[Optional[float], typer.Option("--scale", help="Images/videos: size factor (2 = twice the resolution).")] = None,
+    size: Annotated[Optional[str], typer.Option("--size", help="Images: WxH; videos: WxH or WxHxFRAMES.")] = None,
+    fps: Annotated[Optional[float], typer.Option("--fps", help="Videos: frame rate of the output.")] = None,
+    frames: Annotated[Optional[int], typer.Option("--frames", help="Videos: number of frames (temporal super-resolution).")] = None,
+    resolution: Annotated[Optional[int], typer.Option("--resolution", help="Shapes: marching-cubes grid size.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output file (default: inside the run folder).")] = None,
+    device: F.Device = "auto",
+) -> None:
+    """Render a fitted run at any resolution (super-resolution), in memory-bounded chunks."""
+    run = coordfit.load(run_dir, device=device)
+    options = {"scale": scale, "size": _parse_size(size), "fps": fps, "frames": frames, "resolution": resolution}
+    options = {k: v for k, v in options.items() if v is not None}
+    path = run.render(out, **options)
+    console.print(f"wrote {path}")

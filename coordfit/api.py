@@ -1,0 +1,198 @@
+"""The Python API: ``fit`` a signal, ``resume`` a run, ``load`` a run back."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .checkpoint import load_weights
+from .errors import CoordfitError
+from .grid import GridInfo
+from .io import new_run_dir, read_json, write_json
+from .models import create_model, make_config, model_entry
+from .models.base import CoordNet
+from .signals import Signal, load_signal, signal_class, signal_from_meta
+from .train import TrainConfig, Trainer
+
+__all__ = ["FitResult", "Run", "fit", "resume", "load", "render"]
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the trained model, its metrics and the run folder."""
+
+    model: CoordNet
+    metrics: dict[str, Any]
+    run_dir: Path | None
+    signal: Signal
+    outputs: list[Path] = field(default_factory=list)
+
+
+def _prepare_model(model: str, signal: Signal, seed: int, options: dict[str, Any]) -> CoordNet:
+    entry = model_entry(model)
+    if "split" in options and not entry.splittable and options["split"] not in (None, ""):
+        raise CoordfitError(f"model '{model}' does not split its input; --split applies to split models (e.g. coordx)")
+    options = {k: v for k, v in options.items() if not (k == "split" and not entry.splittable)}
+    make_config(model, **options)  # validate before anything is created
+    torch.manual_seed(seed)
+    return create_model(model, signal.info, **options)
+
+
+def _run_config(name: str, net: CoordNet, signal: Signal, train: TrainConfig) -> dict[str, Any]:
+    return {
+        "coordfit_version": __version__,
+        "model": name,
+        "model_config": dataclasses.asdict(net.config),
+        "split": net.split,
+        "grid": net.info.to_dict(),
+        "signal": signal.meta(),
+        "train": dataclasses.asdict(train),
+    }
+
+
+def _finish(trainer: Trainer, signal: Signal, run_dir: Path | None, name: str) -> FitResult:
+    summary = trainer.summary()
+    model = trainer.model
+    metrics = {**signal.evaluate(model), **summary, "params": model.num_params(), "model": name, "split": model.split}
+    outputs: list[Path] = []
+    if run_dir is not None:
+        outputs = signal.write_outputs(model, run_dir)
+        outputs.append(write_json(run_dir / "metrics.json", metrics))
+    return FitResult(model, metrics, run_dir, signal, outputs)
+
+
+def fit(
+    signal: Signal | str | Path | None = None,
+    model: str = "coordx",
+    *,
+    kind: str = "image",
+    train: TrainConfig | None = None,
+    out: str | Path | None = None,
+    save: bool = True,
+    runs_root: str | Path = "runs",
+    progress: bool | None = None,
+    signal_options: dict[str, Any] | None = None,
+    **model_options: Any,
+) -> FitResult:
+    """Fit ``model`` to ``signal`` and (with ``save``) write a run folder.
+
+    ``signal`` is a :class:`Signal`, a path, or None for the kind's built-in default.
+    ``model_options`` go to the model's config (``width=128``, ``split="x+y"``...).
+    The run folder is ``out`` (must be empty or new) or ``runs/<kind>/<model>/<time>/``.
+
+    >>> result = coordfit.fit("photo.png", "coordx", train=TrainConfig(steps=500))  # doctest: +SKIP
+    >>> result.metrics["psnr"]  # doctest: +SKIP
+    """
+    train = train or TrainConfig()
+    train.validate()
+    if not isinstance(signal, Signal):
+        signal = load_signal(kind, signal, **(signal_options or {}))
+    net = _prepare_model(model, signal, train.seed, dict(model_options))
+    run_dir = new_run_dir(signal.kind, model, out, runs_root) if save else None
+    if run_dir is not None:
+        write_json(run_dir / "config.json", _run_config(model, net, signal, train))
+    trainer = Trainer(net, signal, train, run_dir)
+    trainer.run(progress=progress)
+    return _finish(trainer, signal, run_dir, model)
+
+
+def resume(
+    run_dir: str | Path,
+    *,
+    steps: int | None = None,
+    time_budget: float | None = None,
+    target_psnr: float | None = None,
+    model: str | None = None,
+    progress: bool | None = None,
+) -> FitResult:
+    """Continue an interrupted or finished run in place (``steps`` is the new total)."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise CoordfitError(f"{run_dir} is not a coordfit run folder (no config.json)")
+    if not (run_dir / "train_state.json").is_file():
+        raise CoordfitError(f"{run_dir} has no checkpoint to resume from (no train_state.json)")
+    cfg = read_json(cfg_path)
+    if model is not None and model != cfg["model"]:
+        raise CoordfitError(f"{run_dir} was fitted with model '{cfg['model']}', not '{model}'")
+    train = TrainConfig(**cfg["train"])
+    if steps is not None:
+        train.steps = steps
+    if time_budget is not None:
+        train.time_budget = time_budget
+    if target_psnr is not None:
+        train.target_psnr = target_psnr
+    signal = signal_from_meta(cfg["signal"])
+    net = create_model(cfg["model"], signal.info, **cfg["model_config"])
+    trainer = Trainer(net, signal, train, run_dir)
+    trainer.load_checkpoint()
+    if trainer.step >= train.steps:
+        raise CoordfitError(f"{run_dir} already reached {trainer.step} steps; pass --steps larger than that")
+    write_json(cfg_path, {**cfg, "train": dataclasses.asdict(train)})
+    trainer.run(progress=progress)
+    return _finish(trainer, signal, run_dir, cfg["model"])
+
+
+@dataclass
+class Run:
+    """A fitted run loaded back from its folder (see :func:`load`)."""
+
+    run_dir: Path
+    config: dict[str, Any]
+    model: CoordNet
+    metrics: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return self.config["signal"]["kind"]
+
+    def render(self, out: str | Path | None = None, **options: Any) -> Path:
+        """Render at another resolution (``scale=``/``size=`` for images...)."""
+        return render(self, out, **options)
+
+
+def load(run_dir: str | Path, device: str = "cpu") -> Run:
+    """Load a run folder: its config, metrics, and the model with its fitted weights."""
+    from .device import resolve_device
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CoordfitError(f"{run_dir} does not exist or is not a folder")
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise CoordfitError(f"{run_dir} is not a coordfit run folder (no config.json)")
+    cfg = read_json(cfg_path)
+    try:
+        info = GridInfo.from_dict(cfg["grid"])
+        name, model_cfg = cfg["model"], cfg["model_config"]
+    except (KeyError, TypeError):
+        raise CoordfitError(f"{cfg_path} is not a coordfit run config") from None
+    net = create_model(name, info, **model_cfg)
+    load_weights(run_dir / "model.safetensors", net, name)
+    net.to(resolve_device(device)).eval()
+    metrics_path = run_dir / "metrics.json"
+    metrics = read_json(metrics_path) if metrics_path.is_file() else {}
+    return Run(run_dir, cfg, net, metrics)
+
+
+def render(run: Run | str | Path, out: str | Path | None = None, **options: Any) -> Path:
+    """Render a fitted run to a file; options depend on the signal kind.
+
+    Images take ``scale`` or ``size=(W, H)`` and write a PNG (default
+    ``<run>/render_<W>x<H>.png``). An existing file is never overwritten.
+    """
+    if not isinstance(run, Run):
+        run = load(run)
+    meta = run.config["signal"]
+    cls = signal_class(meta["kind"])
+    if out is None:
+        out = run.run_dir / cls.default_render_name(meta, **options)
+    out = Path(out)
+    if out.exists():
+        raise CoordfitError(f"{out} exists; choose another --out (coordfit never overwrites results)")
+    return cls.render_run(run.model, meta, out, **options)

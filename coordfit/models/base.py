@@ -1,0 +1,82 @@
+"""The interface every coordinate network implements."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..errors import CoordfitError
+from ..grid import GridInfo, parse_split
+
+__all__ = ["CoordNet", "positive", "one_of"]
+
+
+class CoordNet(nn.Module):
+    """A network from coordinates on [-1, 1] to signal values.
+
+    * ``forward(x)``: points ``[N, D]`` -> ``[N, C]`` (D = number of signal axes, in the
+      signal's axis order).
+    * ``forward_grid(parts)``: per branch points ``[n_b, d_b]`` -> ``[n_1, ..., n_k, C]``,
+      the outer product grid. Split models override it with their fast path; the
+      default expands the grid and calls ``forward``.
+    * ``branches``: the input dimensions of each branch; one branch for unsplit models.
+    """
+
+    registry_name: ClassVar[str] = "?"
+
+    def __init__(self, config: Any, info: GridInfo) -> None:
+        super().__init__()
+        self.config = config
+        self.info = info
+        self.branches: list[tuple[int, ...]] = [tuple(range(info.in_features))]
+
+    @property
+    def split(self) -> str:
+        return "+".join("".join(self.info.axes[d] for d in b) for b in self.branches)
+
+    def _set_split(self, spec: str | None) -> None:
+        self.branches = parse_split(spec or self.info.default_split, self.info.axes)
+
+    def forward_grid(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
+        if len(parts) == 1:
+            return self(parts[0])
+        sizes = [p.shape[0] for p in parts]
+        mesh = torch.meshgrid(*[torch.arange(n, device=parts[0].device) for n in sizes], indexing="ij")
+        x = parts[0].new_zeros(math.prod(sizes), self.info.in_features)
+        for b, p, m in zip(self.branches, parts, mesh):
+            x[:, list(b)] = p[m.reshape(-1)]
+        return self(x).reshape(*sizes, -1)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def flops_per_sample(self) -> float:
+        """Multiply-adds per output sample on a full grid (2 FLOPs each): see ``coordfit.bench``."""
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"split={self.split}, params={self.num_params():,}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.registry_name, "config": dataclasses.asdict(self.config), "split": self.split}
+
+
+def positive(cfg: Any, *names: str) -> None:
+    """Raise a one-line error unless each named config field is > 0."""
+    for n in names:
+        v = getattr(cfg, n)
+        if v is None:
+            continue
+        if v <= 0:
+            raise CoordfitError(f"{n.replace('_', '-')} must be positive, got {v}")
+
+
+def one_of(cfg: Any, name: str, choices: Sequence[str]) -> None:
+    v = getattr(cfg, name)
+    if v not in choices:
+        raise CoordfitError(f"{name.replace('_', '-')} must be one of {list(choices)}, got {v!r}")

@@ -1,0 +1,150 @@
+"""CoordX (Liang et al., ICLR 2022): a split MLP fused by an outer product.
+
+Each branch of the split spec (``x+y``, ``xy+t``, ``x+y+z``...) has its own first layer;
+the next ``shared_layers`` layers are shared by all branches and run on each branch's
+own points; the branch features are fused by an element-wise product broadcast over the
+grid (an outer product), summed over the rank R, and the remaining layers run on the
+fused grid. On an H x W image the layers before fusion run on H + W points, not H x W.
+
+``full_split=True`` moves every layer before the fusion: the network becomes a rank-R
+CP decomposition ``f_c(x, y) = sum_r a_cr(x) b_cr(y)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ..errors import CoordfitError
+from ..grid import GridInfo
+from .base import CoordNet, positive
+from .layers import Sine, make_encoding, mlp
+from .registry import register_model
+
+
+@dataclass
+class CoordXConfig:
+    split: str | None = None  # branches, e.g. "x+y", "xy+t", "x+y+z" (None: the signal's default)
+    width: int = 256  # hidden features M
+    layers: int = 5  # linear layers from a coordinate to the output (as SIREN's 5)
+    shared_layers: int = 2  # shared layers after each branch's first layer, before fusion
+    full_split: bool = False  # put every layer before the fusion (rank-R CP decomposition)
+    rank: int = 1  # R: features per branch are M*R, the product is summed over R
+    fusion: Literal["prod", "sum"] = "prod"  # outer product (CoordX) or outer sum
+    fuse_before_activation: bool = False  # fuse pre-activations of the last pre-fusion layer
+    activation: Literal["sine", "relu"] = "sine"  # SIREN branches, or ReLU on an encoding
+    encoding: Literal["none", "nerf", "fourier"] = "none"  # per-branch positional encoding
+    frequencies: int | None = None  # NeRF encoding octaves (None: by Nyquist)
+    features: int = 128  # Fourier encoding rows of B per branch
+    sigma: float = 10.0  # Fourier encoding std, coordinates on [0, 1]
+    w0: float = 30.0  # sine frequency factor
+    seed: int = 0  # seed of the Fourier matrices
+
+    def validate(self) -> None:
+        positive(self, "width", "layers", "rank", "features", "sigma", "w0", "frequencies")
+        if self.shared_layers < 0:
+            raise CoordfitError(f"shared-layers must be >= 0, got {self.shared_layers}")
+        if self.layers < 2:
+            raise CoordfitError(f"coordx needs at least 2 layers, got {self.layers}")
+        if not self.full_split and self.shared_layers > self.layers - 2:
+            raise CoordfitError(
+                f"shared-layers={self.shared_layers} leaves no output layer with layers={self.layers} "
+                f"(at most {self.layers - 2}; or use full_split=true)"
+            )
+
+
+@register_model(
+    "coordx",
+    description="CoordX split MLP: per-branch first layer, shared layers, outer-product fusion",
+    config=CoordXConfig,
+    lr=1e-4,
+    splittable=True,
+)
+class CoordX(CoordNet):
+    def __init__(self, config: CoordXConfig, info: GridInfo) -> None:
+        super().__init__(config, info)
+        c = config
+        self._set_split(c.split)
+        M, C, R = c.width, info.out_features, c.rank
+        act = c.activation
+        if c.full_split:
+            pre_dims, fused_width = [M] * (c.layers - 1) + [C * R], C
+            post_dims: list[int] = []
+        else:
+            pre_dims, fused_width = [M] * (c.shared_layers + 1), M
+            pre_dims[-1] = M * R
+            post_hidden = c.layers - 2 - c.shared_layers
+            post_dims = [M] * (post_hidden + 1) + [C]
+        # Activation after the last pre-fusion layer, unless it is deferred past the fusion
+        # (fuse_before_activation) or that layer is the output (full split).
+        pre_act = not (c.full_split or c.fuse_before_activation)
+        self.encoders = nn.ModuleList()
+        self.first = nn.ModuleList()
+        for j, b in enumerate(self.branches):
+            enc = make_encoding(c.encoding, len(b), tuple(info.shape[d] for d in b), c.frequencies, c.features, c.sigma, c.seed + j)
+            self.encoders.append(enc if enc is not None else nn.Identity())
+            d_in = enc.out_features if enc is not None else len(b)
+            last = len(pre_dims) == 1
+            self.first.append(mlp([d_in, pre_dims[0]], act, c.w0, first=True, last_activation=pre_act or not last))
+        self.shared = mlp(pre_dims, act, c.w0, first=False, last_activation=pre_act) if len(pre_dims) > 1 else nn.Sequential()
+        self.post_act = (Sine(c.w0) if act == "sine" else nn.ReLU()) if (c.fuse_before_activation and not c.full_split) else nn.Identity()
+        self.post = mlp(post_dims, act, c.w0, first=False, last_activation=False) if post_dims else nn.Sequential()
+        self._fused_width = fused_width
+
+    # -- the two evaluation paths ------------------------------------------------------
+    def branch_features(self, parts: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Per branch ``[n_b, d_b]`` -> pre-fusion features ``[n_b, M*R]`` (shared layers run once)."""
+        hs = [first(enc(p)) for p, enc, first in zip(parts, self.encoders, self.first)]
+        sizes = [h.shape[0] for h in hs]
+        h = self.shared(torch.cat(hs, dim=0)) if len(self.shared) else torch.cat(hs, dim=0)
+        return list(h.split(sizes, dim=0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, D] -> [N, C]
+        feats = self.branch_features([x[:, list(b)] for b in self.branches])
+        fused = feats[0]
+        for f in feats[1:]:
+            fused = fused * f if self.config.fusion == "prod" else fused + f
+        return self._finish(fused)
+
+    def forward_grid(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:  # -> [n_1, ..., n_k, C]
+        feats = self.branch_features(parts)
+        k, R, W = len(feats), self.config.rank, self._fused_width
+        if self.config.fusion == "prod" and R > 1:
+            letters = "abcdefgh"[:k]
+            eq = ",".join(f"{l}mr" for l in letters) + "->" + letters + "m"
+            fused = torch.einsum(eq, *[f.view(f.shape[0], W, R) for f in feats])
+            return self._finish(fused, reduced=True)
+        fused = None
+        for j, f in enumerate(feats):
+            view = [1] * k + [f.shape[-1]]
+            view[j] = f.shape[0]
+            f = f.view(view)
+            fused = f if fused is None else (fused * f if self.config.fusion == "prod" else fused + f)
+        return self._finish(fused)
+
+    def _finish(self, fused: torch.Tensor, reduced: bool = False) -> torch.Tensor:
+        R = self.config.rank
+        if R > 1 and not reduced:
+            fused = fused.reshape(*fused.shape[:-1], self._fused_width, R).sum(-1)
+        return self.post(self.post_act(fused))
+
+    # -- cost model ---------------------------------------------------------------------
+    def flops_per_sample(self, shape: Sequence[int] | None = None) -> float:
+        """FLOPs per output sample when a whole grid of ``shape`` is evaluated at once."""
+        shape = tuple(shape or self.info.shape)
+        n_total = math.prod(shape)
+        n_branch = [math.prod(shape[d] for d in b) for b in self.branches]
+
+        def macs(seq: nn.Module) -> int:
+            return sum(m.in_features * m.out_features for m in seq.modules() if isinstance(m, nn.Linear))
+
+        pre = sum(n * (macs(first) + macs(self.shared)) for n, first in zip(n_branch, self.first))
+        fuse_width = self._fused_width * self.config.rank
+        fuse = n_total * fuse_width * (len(self.branches) - 1 + (self.config.rank > 1))
+        post = n_total * macs(self.post)
+        return 2.0 * (pre + post) / n_total + fuse / n_total

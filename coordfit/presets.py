@@ -1,0 +1,49 @@
+"""Named presets: a model, its options and training settings, with a one-line description."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import CoordfitError
+
+__all__ = ["Preset", "PRESETS", "get_preset", "register_preset"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    kind: str  # signal kind it is meant for
+    model: str
+    description: str
+    model_options: dict[str, Any] = field(default_factory=dict)
+    train_options: dict[str, Any] = field(default_factory=dict)
+
+
+PRESETS: dict[str, Preset] = {}
+
+
+def register_preset(preset: Preset) -> Preset:
+    PRESETS[preset.name] = preset
+    return preset
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise CoordfitError(f"unknown preset '{name}' (see `coordfit presets`)") from None
+
+
+for _p in (
+    Preset("siren-image", "image", "siren", "SIREN 5x256, w0=30, Adam 1e-4 (the paper's image setting)"),
+    Preset("pe-image", "image", "pe-mlp", "ReLU MLP on Gaussian Fourier features, sigma=10 (Tancik et al.)"),
+    Preset("nerf-pe-image", "image", "pe-mlp", "ReLU MLP on NeRF frequencies (L by Nyquist)", {"encoding": "nerf"}),
+    Preset("coordx-image", "image", "coordx", "CoordX partial split x+y, 2 shared layers, rank 1 (the default)", {"split": "x+y"}),
+    Preset("coordx-image-r2", "image", "coordx", "CoordX x+y with feature expansion R=2", {"split": "x+y", "rank": 2}),
+    Preset("coordx-image-full", "image", "coordx", "CoordX full split x+y: a rank-16 CP decomposition (fast, blurrier)",
+           {"split": "x+y", "full_split": True, "rank": 16}),
+    Preset("coordx-pe-image", "image", "coordx", "CoordX with ReLU branches on per-axis NeRF encodings",
+           {"split": "x+y", "activation": "relu", "encoding": "nerf"}, {"lr": 1e-3}),
+):
+    register_preset(_p)

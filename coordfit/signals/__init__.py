@@ -1,0 +1,25 @@
+"""Signals: read a file into a target on a coordinate grid, write results back out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import GridSignal as GridSignal
+from .base import Signal as Signal
+from .base import register_signal as register_signal
+from .base import signal_class as signal_class
+from .base import signal_kinds as signal_kinds
+from .image import ImageSignal as ImageSignal
+
+
+def load_signal(kind: str, source: Any = None, **options: Any) -> Signal:
+    """Read ``source`` as a signal of ``kind`` (``image``, ...)."""
+    return signal_class(kind).load(source, **options)
+
+
+def signal_from_meta(meta: dict[str, Any]) -> Signal:
+    """Reload the signal a run was fitted to, from the ``signal`` entry of its config."""
+    return load_signal(meta["kind"], meta["source"], **meta.get("options", {}))
+
+
+__all__ = ["GridSignal", "ImageSignal", "Signal", "load_signal", "register_signal", "signal_class", "signal_from_meta", "signal_kinds"]

@@ -1,0 +1,140 @@
+"""What every signal provides to the trainer, and the dense-grid signal most kinds share."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from ..grid import GridInfo, gather, sample_branches
+
+__all__ = ["Signal", "GridSignal", "register_signal", "signal_class", "signal_kinds", "psnr_from_mse"]
+
+_SIGNALS: dict[str, type[Signal]] = {}
+
+
+def register_signal(kind: str):
+    def deco(cls: type[Signal]) -> type[Signal]:
+        cls.kind = kind
+        _SIGNALS[kind] = cls
+        return cls
+
+    return deco
+
+
+def signal_class(kind: str) -> type[Signal]:
+    from ..errors import CoordfitError
+
+    try:
+        return _SIGNALS[kind]
+    except KeyError:
+        raise CoordfitError(f"unknown signal kind '{kind}' (known: {', '.join(_SIGNALS)})") from None
+
+
+def signal_kinds() -> list[str]:
+    return list(_SIGNALS)
+
+
+def psnr_from_mse(mse: float, data_range: float) -> float:
+    return 10.0 * math.log10(data_range**2 / max(mse, 1e-20))
+
+
+class Signal(ABC):
+    """A fitting target on a coordinate grid with named axes.
+
+    The trainer only calls :meth:`sample`, :meth:`loss`, :meth:`quality` and
+    :meth:`to`; the API calls :meth:`evaluate` and :meth:`write_outputs` at the end and
+    :meth:`meta` to record how to reload the signal (for ``--resume``).
+    """
+
+    kind: ClassVar[str] = "?"
+    default_split: ClassVar[str] = ""
+    quality_name: ClassVar[str] = "psnr"  # what `quality` measures (progress bar, --target-psnr)
+    axes: tuple[str, ...]
+    shape: tuple[int, ...]
+    out_features: int
+
+    @property
+    def info(self) -> GridInfo:
+        return GridInfo(self.axes, self.shape, self.out_features, self.default_split)
+
+    @abstractmethod
+    def sample(
+        self, branches: Sequence[Sequence[int]], budget: int, generator: torch.Generator
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """A training batch: per-branch coordinates ``[n_b, d_b]``, target ``[n_1..n_k, C]``."""
+
+    @abstractmethod
+    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def quality(self, pred: torch.Tensor, target: torch.Tensor) -> float:
+        """A batch quality figure for the progress bar and ``--target-psnr``."""
+
+    @abstractmethod
+    def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
+        """Final metrics on the full signal (``psnr``, ``ssim``... or ``iou``...)."""
+
+    @abstractmethod
+    def write_outputs(self, model: torch.nn.Module, run_dir: Path) -> list[Path]:
+        """Write what a person opens (reconstruction.png, .mp4, mesh.ply) into ``run_dir``."""
+
+    @abstractmethod
+    def meta(self) -> dict[str, Any]:
+        """JSON-able description: ``kind``, ``source``, ``options`` and output format facts."""
+
+    @abstractmethod
+    def to(self, device: torch.device | str) -> Signal: ...
+
+    @classmethod
+    @abstractmethod
+    def load(cls, source: Any = None, **options: Any) -> Signal:
+        """Read a signal of this kind from ``source`` (None: the kind's built-in default)."""
+
+    @staticmethod
+    @abstractmethod
+    def default_render_name(meta: dict[str, Any], **options: Any) -> str:
+        """File name for ``coordfit render`` output inside the run folder."""
+
+    @staticmethod
+    @abstractmethod
+    def render_run(model: torch.nn.Module, meta: dict[str, Any], out: Path, **options: Any) -> Path:
+        """Render a fitted model (at any resolution the options ask for) to ``out``."""
+
+
+class GridSignal(Signal):
+    """A signal stored densely as ``values [*shape, C]`` on [-1, 1]; MSE loss, PSNR quality."""
+
+    values: torch.Tensor
+
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
+    def to(self, device: torch.device | str) -> GridSignal:
+        self.values = self.values.to(device)
+        self._full_batch = None
+        return self
+
+    def sample(self, branches, budget, generator):
+        full = math.prod(self.shape) <= budget
+        key = (tuple(map(tuple, branches)), self.values.device)
+        cached = getattr(self, "_full_batch", None)
+        if full and cached is not None and cached[0] == key:
+            return cached[1]  # the whole grid every step: build it once
+        coords, index = sample_branches(branches, self.shape, budget, generator, device=self.values.device)
+        batch = (coords, gather(self.values, branches, index))
+        if full:
+            self._full_batch = (key, batch)
+        return batch
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.mse_loss(pred, target)
+
+    def quality(self, pred: torch.Tensor, target: torch.Tensor) -> float:
+        # values live on [-1, 1]: a range of 2; the same as PSNR on [0, 1] with range 1.
+        return psnr_from_mse(float(torch.mean((pred.detach().clamp(-1, 1) - target) ** 2)), 2.0)

@@ -1,0 +1,177 @@
+"""Images: read PNG/JPEG/TIFF/BMP (8/16 bit, gray/RGB/RGBA), fit on a (y, x) grid, render."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from ..errors import CoordfitError
+from ..grid import axis_coords, evaluate_grid
+from ..io import atomic_write
+from .base import GridSignal, register_signal
+
+__all__ = ["ImageSignal", "read_image", "render_image", "save_image", "BUILTIN_IMAGES"]
+
+# Sample photos that ship inside scikit-image (no download): `coordfit image skimage:camera`.
+BUILTIN_IMAGES = ("astronaut", "camera", "coffee", "chelsea", "rocket", "brick", "moon")
+DEFAULT_IMAGE = "skimage:astronaut"
+
+
+def read_image(source: str | Path) -> tuple[np.ndarray, int]:
+    """Read an image as float32 ``[H, W, C]`` on [0, 1] and its bit depth (8 or 16).
+
+    ``source`` is a path or ``skimage:<name>`` for a sample image shipped with
+    scikit-image. Raises :class:`CoordfitError` with one line for anything unreadable.
+    """
+    src = str(source)
+    if src.startswith("skimage:"):
+        name = src.split(":", 1)[1]
+        if name not in BUILTIN_IMAGES:
+            raise CoordfitError(f"unknown built-in image '{name}' (choose from: {', '.join(BUILTIN_IMAGES)})")
+        from skimage import data
+
+        arr = getattr(data, name)()
+    else:
+        path = Path(src)
+        if not path.exists():
+            raise CoordfitError(f"{path} does not exist")
+        if path.is_dir():
+            raise CoordfitError(f"{path} is a folder, not an image")
+        if path.stat().st_size == 0:
+            raise CoordfitError(f"{path} is empty")
+        import imageio.v3 as iio
+
+        try:
+            arr = iio.imread(path)
+        except Exception as exc:  # imageio raises many types for bad files
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise CoordfitError(f"cannot read {path} as an image ({reason})") from None
+    arr = np.asarray(arr)
+    if arr.ndim == 4:
+        if arr.shape[0] != 1:
+            raise CoordfitError(f"{src} holds {arr.shape[0]} frames; fit it with `coordfit video`")
+        arr = arr[0]
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
+        raise CoordfitError(f"{src} has an unsupported pixel layout {arr.shape}")
+    if arr.shape[0] < 2 or arr.shape[1] < 2:
+        raise CoordfitError(f"{src} is {arr.shape[1]}x{arr.shape[0]} pixels; an image needs at least 2x2")
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0, 8
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / 65535.0, 16
+    if arr.dtype == bool:
+        return arr.astype(np.float32), 8
+    if np.issubdtype(arr.dtype, np.integer):
+        info = np.iinfo(arr.dtype)
+        return (arr.astype(np.float64) - info.min) / (info.max - info.min), 16
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise CoordfitError(f"{src} holds NaN or infinite pixel values")
+    return np.clip(arr, 0.0, 1.0), 16
+
+
+def save_image(path: str | Path, img01: np.ndarray, bit_depth: int = 8) -> Path:
+    """Write ``[H, W, C]`` on [0, 1] as PNG (8 or 16 bit), atomically."""
+    import imageio.v3 as iio
+
+    img = np.clip(img01, 0.0, 1.0)
+    if bit_depth == 16:
+        out = np.round(img * 65535.0).astype(np.uint16)
+    else:
+        out = np.round(img * 255.0).astype(np.uint8)
+    if out.shape[-1] == 1:
+        out = out[..., 0]
+    return atomic_write(path, lambda p: iio.imwrite(p, out, extension=".png"))
+
+
+@torch.no_grad()
+def render_image(model: torch.nn.Module, height: int, width: int, chunk: int = 1 << 18) -> np.ndarray:
+    """Evaluate ``model`` on an ``height x width`` grid -> ``[H, W, C]`` on [0, 1]."""
+    if height < 1 or width < 1:
+        raise CoordfitError(f"render size must be positive, got {width}x{height}")
+    device = next(model.parameters()).device
+    out = evaluate_grid(model, [axis_coords(height, device), axis_coords(width, device)], chunk=chunk)
+    return ((out.clamp(-1, 1) + 1.0) * 0.5).cpu().numpy()
+
+
+@register_signal("image")
+class ImageSignal(GridSignal):
+    """An image on axes ``(y, x)``; values are the pixels mapped to [-1, 1]."""
+
+    default_split = "x+y"
+
+    def __init__(self, pixels01: np.ndarray, source: str = "<array>", bit_depth: int = 8, alpha: str = "keep") -> None:
+        if pixels01.ndim == 2:
+            pixels01 = pixels01[:, :, None]
+        self.source = source
+        self.bit_depth = bit_depth
+        self.alpha = alpha
+        self.pixels01 = np.ascontiguousarray(pixels01, dtype=np.float32)  # [H, W, C] on [0, 1]
+        self.axes = ("y", "x")
+        self.shape = tuple(self.pixels01.shape[:2])
+        self.out_features = self.pixels01.shape[2]
+        self.values = torch.from_numpy(self.pixels01 * 2.0 - 1.0)
+
+    @classmethod
+    def load(cls, source: str | Path | None = None, alpha: Literal["keep", "drop"] = "keep") -> ImageSignal:
+        """Read ``source`` (a path or ``skimage:<name>``; default: the astronaut photo)."""
+        if alpha not in ("keep", "drop"):
+            raise CoordfitError(f"alpha must be 'keep' or 'drop', got {alpha!r}")
+        source = str(source) if source is not None else DEFAULT_IMAGE
+        pixels, depth = read_image(source)
+        if alpha == "drop" and pixels.shape[-1] in (2, 4):
+            pixels = pixels[..., :-1]
+        if not source.startswith("skimage:"):
+            source = str(Path(source).resolve())
+        return cls(pixels, source=source, bit_depth=depth, alpha=alpha)
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "options": {"alpha": self.alpha},
+            "shape": list(self.shape),
+            "channels": self.out_features,
+            "bit_depth": self.bit_depth,
+        }
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
+        from ..metrics import image_psnr, image_ssim
+
+        recon = render_image(model, *self.shape)
+        return {"psnr": image_psnr(recon, self.pixels01), "ssim": image_ssim(recon, self.pixels01)}
+
+    def write_outputs(self, model: torch.nn.Module, run_dir: Path) -> list[Path]:
+        recon = render_image(model, *self.shape)
+        return [save_image(Path(run_dir) / "reconstruction.png", recon, self.bit_depth)]
+
+    @staticmethod
+    def default_render_name(meta: dict[str, Any], *, scale: float | None = None,
+                            size: tuple[int, int] | None = None, **unused: Any) -> str:
+        h, w = meta["shape"]
+        if size is not None:
+            w, h = size
+        elif scale is not None and scale > 0:
+            h, w = max(1, round(h * scale)), max(1, round(w * scale))
+        return f"render_{w}x{h}.png"
+
+    @staticmethod
+    def render_run(model: torch.nn.Module, meta: dict[str, Any], out: Path, *, scale: float | None = None,
+                   size: tuple[int, int] | None = None, **unused: Any) -> Path:
+        """Render a fitted image at ``scale`` x its size or at ``size=(W, H)``."""
+        bad = [k for k, v in unused.items() if v is not None]
+        if bad:
+            raise CoordfitError(f"an image run does not take --{bad[0].replace('_', '-')}")
+        h, w = meta["shape"]
+        if size is not None:
+            w, h = size
+        elif scale is not None:
+            if scale <= 0:
+                raise CoordfitError(f"--scale must be positive, got {scale}")
+            h, w = max(1, round(h * scale)), max(1, round(w * scale))
+        return save_image(out, render_image(model, h, w), meta.get("bit_depth", 8))

@@ -1,0 +1,148 @@
+"""Registry-wide smoke tests, parameter parity, CoordX split path == pointwise path."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from coordfit.errors import CoordfitError
+from coordfit.grid import GridInfo, axis_coords, branch_points, evaluate_grid, parse_split
+from coordfit.models import create_model, list_models, make_config, model_entry
+from coordfit.models.layers import SineLinear, siren_init_
+
+IMAGE = GridInfo(("y", "x"), (12, 10), 3, "x+y")
+VIDEO = GridInfo(("t", "y", "x"), (4, 6, 5), 3, "xy+t")
+
+
+def small(name: str) -> dict:
+    """Options that make any registered model small enough for a quick test."""
+    fields = make_config(name).__dataclass_fields__
+    return {k: v for k, v in {"width": 32, "features": 16}.items() if k in fields}
+
+
+@pytest.mark.parametrize("info", [IMAGE, VIDEO], ids=["image", "video"])
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_forward_shapes_and_gradients(name: str, info: GridInfo) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, info, **small(name))
+    x = torch.rand(50, info.in_features) * 2 - 1
+    y = model(x)
+    assert y.shape == (50, info.out_features)
+    assert torch.isfinite(y).all()
+    parts = [branch_points([axis_coords(info.shape[d]) for d in b]) for b in model.branches]
+    grid = model.forward_grid(parts)
+    assert grid.shape == (*[p.shape[0] for p in parts], info.out_features)
+    (y.square().mean() + grid.square().mean()).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, f"{name}: no gradient reaches {pname}"
+        assert torch.isfinite(p.grad).all()
+        assert p.grad.abs().sum() > 0, f"{name}: zero gradient at {pname}"
+
+
+def test_param_counts_match_reference() -> None:
+    rgb = GridInfo(("y", "x"), (512, 512), 3, "x+y")
+    assert create_model("siren", rgb).num_params() == 198_915
+    assert create_model("coordx", rgb).num_params() == 199_171
+
+
+COORDX_VARIANTS = [
+    {},
+    {"rank": 2},
+    {"full_split": True, "rank": 4},
+    {"fusion": "sum"},
+    {"fuse_before_activation": True, "rank": 3},
+    {"shared_layers": 0},
+    {"activation": "relu", "encoding": "nerf"},
+    {"activation": "relu", "encoding": "fourier", "features": 8},
+]
+
+
+@pytest.mark.parametrize("info,split", [(IMAGE, "x+y"), (IMAGE, "yx"), (VIDEO, "xy+t"), (VIDEO, "x+y+t"), (VIDEO, "t+xy")])
+@pytest.mark.parametrize("variant", COORDX_VARIANTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()) or "default")
+def test_coordx_split_path_equals_pointwise(info: GridInfo, split: str, variant: dict) -> None:
+    torch.manual_seed(0)
+    model = create_model("coordx", info, split=split, width=32, **variant).double()
+    coords = [axis_coords(n).double() for n in info.shape]
+    grid = evaluate_grid(model, coords)  # through forward_grid, in axis order
+    pts = branch_points(coords)  # every point, axis order
+    with torch.no_grad():
+        ref = model(pts).reshape(*info.shape, info.out_features)
+    torch.testing.assert_close(grid, ref, rtol=1e-9, atol=1e-9)
+
+    # gradients agree too (same loss on the same points through both paths)
+    parts = [branch_points([coords[d] for d in b]) for b in model.branches]
+    out_grid = model.forward_grid(parts)
+    g1 = torch.autograd.grad(out_grid.square().sum(), list(model.parameters()), allow_unused=True)
+    flat = torch.stack(torch.meshgrid(*[torch.arange(p.shape[0]) for p in parts], indexing="ij"), -1).reshape(-1, len(parts))
+    x = torch.zeros(flat.shape[0], info.in_features, dtype=torch.float64)
+    for j, b in enumerate(model.branches):
+        x[:, list(b)] = parts[j][flat[:, j]]
+    g2 = torch.autograd.grad(model(x).square().sum(), list(model.parameters()), allow_unused=True)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_evaluate_grid_chunking_does_not_change_values() -> None:
+    torch.manual_seed(0)
+    for name in ("coordx", "siren"):
+        model = create_model(name, IMAGE, width=16)
+        coords = [axis_coords(37), axis_coords(23)]
+        whole = evaluate_grid(model, coords, chunk=10**9)
+        tiny = evaluate_grid(model, coords, chunk=50)
+        torch.testing.assert_close(whole, tiny)
+
+
+def test_sine_linear_equals_reference_formula() -> None:
+    torch.manual_seed(0)
+    layer = SineLinear(5, 7, w0=30.0)
+    siren_init_(layer, 30.0, first=False)
+    x = torch.randn(11, 5)
+    ref = torch.sin(30.0 * (x @ layer.weight.T + layer.bias))
+    torch.testing.assert_close(layer(x), ref, rtol=1e-5, atol=1e-5)
+    bound = math.sqrt(6 / 5) / 30
+    assert layer.weight.abs().max() <= bound
+
+
+def test_siren_first_layer_init_range() -> None:
+    model = create_model("siren", GridInfo(("y", "x"), (8, 8), 1))
+    first = model.net[0]
+    assert first.weight.abs().max() <= 1 / 2 and first.weight.abs().max() > 0.3
+
+
+@pytest.mark.parametrize(
+    "spec,message",
+    [("x+z", "lacks"), ("x+x", "twice"), ("x", "leaves out"), ("x++y", "empty"), ("", "empty")],
+)
+def test_bad_split_specs(spec: str, message: str) -> None:
+    with pytest.raises(CoordfitError, match=message):
+        parse_split(spec, ("y", "x"))
+
+
+def test_parse_split_orders_branch_dims_by_signal_axes() -> None:
+    assert parse_split("x+y", ("y", "x")) == [(1,), (0,)]
+    assert parse_split("xy+t", ("t", "y", "x")) == [(1, 2), (0,)]
+
+
+@pytest.mark.parametrize(
+    "name,options,message",
+    [
+        ("nope", {}, "unknown model"),
+        ("siren", {"width": 0}, "width must be positive"),
+        ("siren", {"width": -3}, "width must be positive"),
+        ("siren", {"bogus": 1}, "no option 'bogus'"),
+        ("coordx", {"fusion": "concat"}, "must be one of"),
+        ("coordx", {"shared_layers": 4}, "leaves no output layer"),
+        ("pe-mlp", {"width": "wide"}, "must be int"),
+    ],
+)
+def test_bad_model_options(name: str, options: dict, message: str) -> None:
+    with pytest.raises(CoordfitError, match=message):
+        create_model(name, IMAGE, **options)
+
+
+def test_registry_entries_have_descriptions_and_rates() -> None:
+    for name in list_models():
+        e = model_entry(name)
+        assert e.description and e.lr > 0
