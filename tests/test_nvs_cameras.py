@@ -8,6 +8,15 @@ import torch
 from coordfit.nvs.cameras import look_at, normalize_poses, opengl_to_opencv, pixel_rays, plucker
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # the test machines are small and shared: one thread avoids oversubscription stalls
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _rot_z90_at(t):
     c2w = torch.eye(4, dtype=torch.float64)
     c2w[:3, :3] = torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]], dtype=torch.float64)
