@@ -138,21 +138,29 @@ def bench_cmd(
     views: Optional[list[int]] = typer.Option(None, "--views", help="Input view counts (repeat the option)."),
     tokens: Optional[list[int]] = typer.Option(None, "--tokens", help="Token counts for the attention bench."),
     width: int = typer.Option(128, "--width"),
+    head_dim: int = typer.Option(64, "--head-dim"),
     depth: int = typer.Option(4, "--depth", help="Layers per stream (lvsm gets 2x)."),
     targets: int = typer.Option(8, "--targets", min=1, help="Target views rendered per call."),
     repeats: int = typer.Option(3, "--repeats", min=1),
+    isolate: bool = typer.Option(
+        True, "--isolate/--no-isolate", help="CPU: one fresh process per attention row (honest peak memory)."
+    ),
     device: str = typer.Option("auto", "--device"),
     threads: Optional[int] = typer.Option(None, "--threads"),
 ) -> None:
     """Time lvsm vs efficient-lvsm, KV-cache add-one-view, QuadTree vs full attention."""
     from coordfit.device import resolve_device
-    from coordfit.nvs.bench import BenchConfig, run_bench
+    from coordfit.errors import CoordfitError
+    from coordfit.nvs.bench import BenchConfig, format_tables, run_bench
 
     _threads(threads)
-    cfg = BenchConfig(width=width, depth=depth, targets=targets, repeats=repeats)
+    if any(int(v) < 1 for v in views or []) or any(int(t) < 4 for t in tokens or []):
+        raise CoordfitError("--views must be >= 1 and --tokens >= 4")
+    cfg = BenchConfig(width=width, head_dim=head_dim, depth=depth, targets=targets, repeats=repeats, isolate=isolate)
     if views:
         cfg.views = list(views)
     if tokens:
         cfg.tokens = list(tokens)
-    result = run_bench(cfg, resolve_device(device), out, log=console.print)
-    console.print(f"wrote {out} ({len(result['rows'])} rows)")
+    result = run_bench(cfg, resolve_device(device), out, log=lambda s: console.print(s, soft_wrap=True, markup=False))
+    console.print(format_tables(result), markup=False, soft_wrap=True)
+    console.print(f"wrote {out} in {result['seconds']} s")

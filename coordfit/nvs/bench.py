@@ -1,0 +1,201 @@
+"""``coordfit nvs bench``: how much the efficient pieces save, measured in one process.
+
+Three tables, one timing protocol (one warm-up call, then the median of ``repeats``
+calls, synchronising the device around each):
+
+* ``inference``: render ``targets`` views from V input views, lvsm (2 x depth layers)
+  vs efficient-lvsm (depth + depth layers) at the same width: equal layer count, as in
+  the papers' 24 vs 12 + 12 comparison.
+* ``add_one_view``: V views are known, one more arrives, re-render the targets:
+  efficient-lvsm with its KV cache (``add_views`` + ``render``) vs recomputing
+  efficient-lvsm from scratch vs recomputing lvsm.
+* ``attention``: one attention call (2 heads of 64 channels, tokens on one square grid)
+  with full attention (SDPA, and the explicit softmax matrix for reference) vs QuadTree
+  A and B; time and peak memory. On CPU the peak is the growth of the process's
+  maximum resident set during the call, measured in a fresh process per row; on CUDA
+  it is ``max_memory_allocated``.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..device import synchronize
+from ..io import write_json
+from .attention import full_attention, quadtree_attention
+from .layers import NVSConfig
+from .procedural import ProceduralConfig, make_scene
+from .registry import create_model
+
+__all__ = ["BenchConfig", "run_bench", "format_tables"]
+
+
+@dataclass
+class BenchConfig:
+    width: int = 128
+    """Token width of both models."""
+    depth: int = 4
+    """Layers per stream of efficient-lvsm; lvsm gets 2 x depth."""
+    head_dim: int = 64
+    patch: int = 4
+    size: int = 32
+    """Image size (32 px, patch 4: 64 tokens per view)."""
+    views: list[int] = field(default_factory=lambda: [2, 4, 8, 16, 32])
+    targets: int = 8
+    """Target views rendered per call."""
+    tokens: list[int] = field(default_factory=lambda: [1024, 4096, 16384])
+    quadtree_levels: int = 4
+    quadtree_topk: list[int] = field(default_factory=lambda: [8, 8, 8])
+    repeats: int = 3
+    isolate: bool = True
+    """On CPU, measure each attention row in a fresh process (honest peak memory)."""
+
+
+def _time(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
+    """Median wall time in milliseconds after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def _views(n: int, size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    s = make_scene(0, ProceduralConfig(size=size, views=n))
+    return tuple(t[None].to(device) for t in (s.images, s.c2w, s.fxfycxcy))
+
+
+@torch.no_grad()
+def _model_tables(cfg: BenchConfig, device: torch.device, log: Callable[[str], None]) -> tuple[list, list]:
+    base = dict(width=cfg.width, head_dim=cfg.head_dim, patch=cfg.patch)
+    torch.manual_seed(0)
+    eff = create_model("efficient-lvsm", NVSConfig(**base, depth=cfg.depth)).to(device).eval()
+    lvsm = create_model("lvsm", NVSConfig(**base, depth=2 * cfg.depth)).to(device).eval()
+    most = max(cfg.views) + 1
+    imgs, c2w, k = _views(most + cfg.targets, cfg.size, device)
+    tc, tk = c2w[:, most:], k[:, most:]
+    inference, add_one = [], []
+    for v in cfg.views:
+        run_l = lambda v=v: lvsm(imgs[:, :v], c2w[:, :v], k[:, :v], tc, tk)  # noqa: E731
+        run_e = lambda v=v: eff(imgs[:, :v], c2w[:, :v], k[:, :v], tc, tk)  # noqa: E731
+        ms_l, ms_e = _time(run_l, device, cfg.repeats), _time(run_e, device, cfg.repeats)
+        inference.append({"views": v, "lvsm_ms": round(ms_l, 2), "efficient_lvsm_ms": round(ms_e, 2),
+                          "speedup": round(ms_l / ms_e, 2)})
+        log(f"inference  {v:>3} views: lvsm {ms_l:9.1f} ms  efficient {ms_e:8.1f} ms  x{ms_l / ms_e:.2f}")
+
+        cache = eff.add_views(None, imgs[:, :v], c2w[:, :v], k[:, :v])
+        new = (imgs[:, v : v + 1], c2w[:, v : v + 1], k[:, v : v + 1])
+        run_cache = lambda cache=cache, new=new: eff.render(eff.add_views(cache, *new), tc, tk)  # noqa: E731
+        run_eff = lambda v=v: eff(imgs[:, : v + 1], c2w[:, : v + 1], k[:, : v + 1], tc, tk)  # noqa: E731
+        run_lv = lambda v=v: lvsm(imgs[:, : v + 1], c2w[:, : v + 1], k[:, : v + 1], tc, tk)  # noqa: E731
+        ms_c = _time(run_cache, device, cfg.repeats)
+        ms_r = _time(run_eff, device, cfg.repeats)
+        ms_lv = _time(run_lv, device, cfg.repeats)
+        add_one.append({"views": v, "kv_cache_ms": round(ms_c, 2), "efficient_recompute_ms": round(ms_r, 2),
+                        "lvsm_recompute_ms": round(ms_lv, 2), "speedup_vs_recompute": round(ms_r / ms_c, 2),
+                        "speedup_vs_lvsm": round(ms_lv / ms_c, 2)})
+        log(f"add 1 view {v:>3} -> {v + 1:>3}: cache {ms_c:8.1f} ms  recompute {ms_r:8.1f} ms  "
+            f"lvsm {ms_lv:9.1f} ms  x{ms_r / ms_c:.2f} / x{ms_lv / ms_c:.2f}")
+    return inference, add_one
+
+
+def _attention_row(kind: str, n: int, cfg: BenchConfig, device_name: str, threads: int) -> dict[str, Any]:
+    """One attention measurement (run in a fresh process on CPU so peak memory is its own)."""
+    import resource
+
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    side = int(math.isqrt(n))
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, side * side, cfg.head_dim, generator=g).to(device) for _ in range(3))
+    levels = min(cfg.quadtree_levels, int(math.log2(side)) + 1)
+    topk = cfg.quadtree_topk[: levels - 1]
+
+    def call() -> torch.Tensor:
+        with torch.no_grad():
+            if kind == "full":
+                return full_attention(q, k, v)
+            if kind == "full-matrix":
+                return (q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5).softmax(-1) @ v
+            return quadtree_attention(q, k, v, (side, side), levels, topk, variant=kind[-1])
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        call()
+        peak = torch.cuda.max_memory_allocated(device) - before
+    else:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        call()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    ms = _time(call, device, cfg.repeats)
+    return {"tokens": side * side, "kind": kind, "ms": round(ms, 2), "peak_mib": round(peak / 2**20, 1),
+            "levels": levels if "quadtree" in kind else 1, "topk": topk if "quadtree" in kind else None}
+
+
+def _attention_table(cfg: BenchConfig, device: torch.device, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    rows = []
+    kinds = ["full", "full-matrix", "quadtree-a", "quadtree-b"]
+    threads = torch.get_num_threads()
+    ctx = mp.get_context("spawn")
+    for n in cfg.tokens:
+        for kind in kinds:
+            if device.type == "cpu" and cfg.isolate:
+                with ctx.Pool(1) as pool:
+                    row = pool.apply(_attention_row, (kind, n, cfg, "cpu", threads))
+            else:
+                row = _attention_row(kind, n, cfg, str(device), threads)
+            rows.append(row)
+            log(f"attention {row['tokens']:>6} tokens {kind:<12} {row['ms']:9.1f} ms  peak {row['peak_mib']:8.1f} MiB")
+    return rows
+
+
+def run_bench(
+    cfg: BenchConfig, device: torch.device, out: str | Path | None = None, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Run all three tables; write them to ``out`` (JSON) if given and return them."""
+    t0 = time.perf_counter()
+    inference, add_one = _model_tables(cfg, device, log)
+    attention = _attention_table(cfg, device, log)
+    result = {
+        "device": str(device),
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "config": asdict(cfg),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "inference": inference,
+        "add_one_view": add_one,
+        "attention": attention,
+    }
+    if out is not None:
+        write_json(out, result)
+    return result
+
+
+def format_tables(result: dict[str, Any]) -> str:
+    """The three tables as Markdown."""
+    lines = ["| input views | lvsm ms | efficient-lvsm ms | speed-up |", "|---:|---:|---:|---:|"]
+    lines += [f"| {r['views']} | {r['lvsm_ms']} | {r['efficient_lvsm_ms']} | {r['speedup']}x |"
+              for r in result["inference"]]
+    lines += ["", "| views before | KV cache ms | efficient recompute ms | lvsm recompute ms | vs recompute | vs lvsm |",
+              "|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['views']} | {r['kv_cache_ms']} | {r['efficient_recompute_ms']} | {r['lvsm_recompute_ms']} | "
+              f"{r['speedup_vs_recompute']}x | {r['speedup_vs_lvsm']}x |" for r in result["add_one_view"]]
+    lines += ["", "| tokens | attention | ms | peak MiB |", "|---:|---|---:|---:|"]
+    lines += [f"| {r['tokens']} | {r['kind']} | {r['ms']} | {r['peak_mib']} |" for r in result["attention"]]
+    return "\n".join(lines)
