@@ -45,7 +45,7 @@ def read_image(source: str | Path) -> tuple[np.ndarray, int]:
         import imageio.v3 as iio
 
         try:
-            arr = iio.imread(path)
+            arr = _read_png16(path) if _is_png16_multichannel(path) else iio.imread(path)
         except Exception as exc:  # imageio raises many types for bad files
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise CoordfitError(f"cannot read {path} as an image ({reason})") from None
@@ -75,10 +75,39 @@ def read_image(source: str | Path) -> tuple[np.ndarray, int]:
     return np.clip(arr, 0.0, 1.0), 16
 
 
-def save_image(path: str | Path, img01: np.ndarray, bit_depth: int = 8) -> Path:
-    """Write ``[H, W, C]`` on [0, 1] as PNG (8 or 16 bit), atomically."""
+def _is_png16_multichannel(path: Path) -> bool:
+    """A 16-bit PNG with colour or alpha: Pillow (imageio's PNG reader) would cut it to 8 bit."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 26 and head[24] == 16 and head[25] in (2, 4, 6)
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    import png
+
+    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows])
+    return arr.reshape(height, width, info["planes"])
+
+
+def _write_png(path: Path, out: np.ndarray) -> None:
+    """8-bit through imageio; 16-bit colour/alpha through pypng (Pillow cannot write it)."""
+    channels = 1 if out.ndim == 2 else out.shape[-1]
+    if out.dtype == np.uint16 and channels > 1:
+        import png
+
+        h, w = out.shape[:2]
+        writer = png.Writer(w, h, greyscale=channels <= 2, alpha=channels in (2, 4), bitdepth=16)
+        with open(path, "wb") as f:
+            writer.write(f, out.reshape(h, w * channels))
+        return
     import imageio.v3 as iio
 
+    iio.imwrite(path, out, extension=".png")
+
+
+def save_image(path: str | Path, img01: np.ndarray, bit_depth: int = 8) -> Path:
+    """Write ``[H, W, C]`` on [0, 1] as PNG (8 or 16 bit), atomically."""
     img = np.clip(img01, 0.0, 1.0)
     if bit_depth == 16:
         out = np.round(img * 65535.0).astype(np.uint16)
@@ -86,7 +115,7 @@ def save_image(path: str | Path, img01: np.ndarray, bit_depth: int = 8) -> Path:
         out = np.round(img * 255.0).astype(np.uint8)
     if out.shape[-1] == 1:
         out = out[..., 0]
-    return atomic_write(path, lambda p: iio.imwrite(p, out, extension=".png"))
+    return atomic_write(path, lambda p: _write_png(p, out))
 
 
 @torch.no_grad()
