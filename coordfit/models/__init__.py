@@ -19,5 +19,7 @@ from .registry import register_model as register_model
 from . import siren as _siren  # noqa: E402,F401
 from . import pe_mlp as _pe_mlp  # noqa: E402,F401
 from . import coordx as _coordx  # noqa: E402,F401
+from . import hashgrid as _hashgrid  # noqa: E402,F401
+from . import splitgrid as _splitgrid  # noqa: E402,F401
 
 __all__ = ["CoordNet", "ModelEntry", "create_model", "list_models", "make_config", "model_entry", "register_model"]

@@ -23,6 +23,7 @@ from torch import nn
 from ..errors import CoordfitError
 from ..grid import GridInfo
 from .base import CoordNet, positive
+from .fusion import fuse_grid, fuse_points
 from .layers import Sine, make_encoding, mlp
 from .registry import register_model
 
@@ -106,31 +107,13 @@ class CoordX(CoordNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, D] -> [N, C]
         feats = self.branch_features([x[:, list(b)] for b in self.branches])
-        fused = feats[0]
-        for f in feats[1:]:
-            fused = fused * f if self.config.fusion == "prod" else fused + f
-        return self._finish(fused)
+        return self._finish(fuse_points(feats, self._fused_width, self.config.rank, self.config.fusion))
 
     def forward_grid(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:  # -> [n_1, ..., n_k, C]
         feats = self.branch_features(parts)
-        k, R, W = len(feats), self.config.rank, self._fused_width
-        if self.config.fusion == "prod" and R > 1:
-            letters = "abcdefgh"[:k]
-            eq = ",".join(f"{l}mr" for l in letters) + "->" + letters + "m"
-            fused = torch.einsum(eq, *[f.view(f.shape[0], W, R) for f in feats])
-            return self._finish(fused, reduced=True)
-        fused = None
-        for j, f in enumerate(feats):
-            view = [1] * k + [f.shape[-1]]
-            view[j] = f.shape[0]
-            f = f.view(view)
-            fused = f if fused is None else (fused * f if self.config.fusion == "prod" else fused + f)
-        return self._finish(fused)
+        return self._finish(fuse_grid(feats, self._fused_width, self.config.rank, self.config.fusion))
 
-    def _finish(self, fused: torch.Tensor, reduced: bool = False) -> torch.Tensor:
-        R = self.config.rank
-        if R > 1 and not reduced:
-            fused = fused.reshape(*fused.shape[:-1], self._fused_width, R).sum(-1)
+    def _finish(self, fused: torch.Tensor) -> torch.Tensor:  # fused features [..., W] -> [..., C]
         return self.post(self.post_act(fused))
 
     # -- cost model ---------------------------------------------------------------------
