@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -55,7 +56,7 @@ def train_cmd(
     model: str = typer.Option("efficient-lvsm", "--model", help="lvsm | efficient-lvsm."),
     scenes: Optional[Path] = typer.Option(None, "--scenes", help="Folder of scene JSON files to train on."),
     procedural: bool = typer.Option(False, "--procedural", help="Train on fresh procedural scenes."),
-    steps: int = typer.Option(2000, "--steps", min=1),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Total steps [default: 2000; resume: as saved]."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Samples per step (per process)."),
     lr: float = typer.Option(1e-3, "--lr"),
     warmup: int = typer.Option(100, "--warmup", min=0),
@@ -91,12 +92,13 @@ def train_cmd(
     NVSConfig.from_dict(model_config).check()  # fail before any work on a bad option
     cfg = nvs_train.TrainConfig(
         model=model, model_config=model_config, scenes=str(scenes) if scenes else None, size=size,
-        input_views=(input_views_min, input_views_max), target_views=target_views, steps=steps,
-        batch_size=batch_size, lr=lr, warmup=min(warmup, steps), ssim_weight=ssim_weight, seed=seed,
+        input_views=(input_views_min, input_views_max), target_views=target_views, steps=steps or 2000,
+        batch_size=batch_size, lr=lr, warmup=min(warmup, steps or 2000), ssim_weight=ssim_weight, seed=seed,
         checkpoint_every=checkpoint_every, device=device,
     )
     run = nvs_train.train(cfg, out=out, progress=progress)
-    console.print(f"saved to {run}")
+    if os.environ.get("RANK", "0") == "0":  # one line under torchrun, not one per process
+        console.print(f"saved to {run}")
 
 
 @nvs_app.command("eval")

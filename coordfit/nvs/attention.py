@@ -140,7 +140,7 @@ def quadtree_attention(
             ph, pw = sizes[lvl + 1]
             parent_sel = selected[:, :, _parents(ql.shape[2], *sizes[lvl], q.device)]
             cand = _children(parent_sel, ph, pw)  # [B, H, Nq, 4K]
-            scores = (ql[..., None, :] * _gather(kl, cand)).sum(-1) * scale
+            scores = (ql[..., None, :] @ _gather(kl, cand).transpose(-1, -2))[..., 0, :] * scale
             vals = _gather(vl, cand)  # [B, H, Nq, 4K, D]
         keep = None
         if lvl > 0:
@@ -149,7 +149,7 @@ def quadtree_attention(
             keep = torch.ones_like(scores, dtype=torch.bool).scatter(-1, top, False)
         if variant == "b":
             attn = scores.softmax(-1)
-            msg = (attn[..., None] * vals).sum(-2) if cand is not None else attn @ vl
+            msg = (attn[..., None, :] @ vals)[..., 0, :] if cand is not None else attn @ vl
             messages.append(msg[:, :, ancestors[lvl]])
         else:
             logits = scores + math.log(4.0**lvl)
@@ -157,7 +157,7 @@ def quadtree_attention(
                 logits = logits.masked_fill(~keep, float("-inf"))
             m = logits.amax(-1, keepdim=True).detach().clamp(min=-1e30)
             p = torch.exp(logits - m)
-            o = (p[..., None] * vals).sum(-2) if cand is not None else p @ vl
+            o = (p[..., None, :] @ vals)[..., 0, :] if cand is not None else p @ vl
             anc = ancestors[lvl]
             stats.append((m[:, :, anc], p.sum(-1, keepdim=True)[:, :, anc], o[:, :, anc]))
 

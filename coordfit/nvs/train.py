@@ -130,6 +130,7 @@ def train(
     device = resolve_device(cfg.device)
     rank, world, device = _dist_init(device)
     if model is None:
+        torch.manual_seed(cfg.seed)  # same config, same initial weights
         model = create_model(cfg.model, NVSConfig.from_dict(cfg.model_config))
     elif getattr(model, "name", None) != cfg.model:
         raise CoordfitError(f"cfg.model is '{cfg.model}' but the model given is '{getattr(model, 'name', '?')}'")
@@ -150,6 +151,8 @@ def resume(run: str | Path, steps: int | None = None, device: str | None = None,
             raise CoordfitError(f"cannot resume {run}: {name} is missing")
     torch_device = resolve_device(cfg.device)
     rank, world, torch_device = _dist_init(torch_device)
+    if rank == 0 and steps is not None:
+        write_json(run / "config.json", asdict(cfg))  # the run folder keeps describing itself
     model, _ = load_model(run / "model.safetensors")
     start = int(load_train_state(run / "train_state.json")["step"])
     return _fit(cfg, model, run, start, torch_device, rank, world, progress)
