@@ -94,6 +94,26 @@ def _branch_sizes(branches: Sequence[Sequence[int]], shape: Sequence[int]) -> li
     return [math.prod(shape[d] for d in b) for b in branches]
 
 
+def _branch_counts(sizes: Sequence[int], budget: int) -> list[int]:
+    """Points per branch for a sub-grid of about ``budget`` points.
+
+    Every branch keeps the same fraction of its points; a branch that would get less
+    than one point (e.g. the t branch of a one-frame video) is pinned at one and the
+    others share the budget among themselves, so the sub-grid stays near ``budget``.
+    """
+    counts = [1] * len(sizes)
+    free = list(range(len(sizes)))
+    while free:
+        frac = (budget / math.prod(sizes[j] for j in free)) ** (1.0 / len(free))
+        pinned = [j for j in free if sizes[j] * frac < 1.0]
+        if not pinned:
+            for j in free:
+                counts[j] = max(1, min(sizes[j], round(sizes[j] * frac)))
+            break
+        free = [j for j in free if j not in pinned]
+    return counts
+
+
 def sample_branches(
     branches: Sequence[Sequence[int]],
     shape: Sequence[int],
@@ -104,23 +124,21 @@ def sample_branches(
     """Draw a random sub-grid of about ``budget`` points.
 
     Each branch keeps the same fraction ``f = (budget / total) ** (1 / k)`` of its
-    points, drawn without replacement; with one branch this is a random point batch,
+    points, drawn without replacement (see :func:`_branch_counts`); with one branch this is a random point batch,
     and when the whole grid fits the budget the whole grid is returned (in order).
 
     Returns ``(coords, index)``: per branch ``[n_b, d_b]`` float coordinates on
     [-1, 1] and ``[n_b, d_b]`` integer grid indices.
     """
     sizes = _branch_sizes(branches, shape)
-    total = math.prod(sizes)
-    full = total <= budget
-    frac = 1.0 if full else (budget / total) ** (1.0 / len(branches))
+    full = math.prod(sizes) <= budget
+    counts = sizes if full else _branch_counts(sizes, budget)
     coords, index = [], []
-    for b, n_b in zip(branches, sizes):
+    for b, n_b, k in zip(branches, sizes, counts):
         bshape = [shape[d] for d in b]
         if full:
             flat = torch.arange(n_b)
         else:
-            k = max(1, min(n_b, round(n_b * frac)))
             flat = torch.randperm(n_b, generator=generator)[:k].sort().values
         idx = torch.stack(torch.unravel_index(flat, bshape), dim=-1)  # [n_b, d_b]
         denom = torch.tensor([max(s - 1, 1) for s in bshape], dtype=torch.float32)
