@@ -63,7 +63,8 @@ def growth_factor(base_resolution: int, max_resolution: float, levels: int) -> f
 class MultiresGrid(nn.Module):
     """``[N, D]`` points on [-1, 1] -> ``[N, L * F]`` features (level-major, as tiny-cuda-nn)."""
 
-    def __init__(self, in_features: int, config: GridEncodingConfig) -> None:
+    def __init__(self, in_features: int, config: GridEncodingConfig, hash_all: bool = False) -> None:
+        """``hash_all`` hashes every level into T rows, even those that would fit densely (for tests)."""
         super().__init__()
         if not 1 <= in_features <= MAX_DIMS:
             raise CoordfitError(f"grid encodings take 1 to {MAX_DIMS} input dimensions, got {in_features}")
@@ -78,12 +79,12 @@ class MultiresGrid(nn.Module):
             scale = float(torch.exp2(torch.tensor(lvl * math.log2(c.per_level_scale))) * c.base_resolution - 1.0)
             r = math.ceil(scale) + 1
             dense = r**D
-            size = min(-(-dense // 8) * 8, T)
+            size = T if hash_all else min(-(-dense // 8) * 8, T)
             scales.append(scale)
             res.append(r)
             sizes.append(size)
             offsets.append(offset)
-            hashed.append(dense > T)
+            hashed.append(hash_all or dense > T)
             offset += size
         self.resolutions: list[int] = res  # vertices per axis of each level
         self.level_sizes: list[int] = sizes  # table rows of each level
@@ -185,6 +186,18 @@ def _outer(pairs: list[torch.Tensor], op) -> torch.Tensor:
     return out
 
 
+# A row of F float32 features read as one wider element: a 1-D gather is ~5x faster on a
+# CPU than ``index_select`` of short rows.
+_ROW_DTYPES = {1: torch.float32, 2: torch.float64, 4: torch.complex128}
+
+
+def _gather_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:  # [R, F], [M] -> [M, F]
+    wide = _ROW_DTYPES.get(table.shape[1]) if table.dtype == torch.float32 and table.is_contiguous() else None
+    if wide is None or table.device.type != "cpu":
+        return table.index_select(0, rows)
+    return table.view(wide).view(-1).index_select(0, rows).view(torch.float32).view(-1, table.shape[1])
+
+
 class _Interpolate(torch.autograd.Function):
     """``sum_k w[n,l,k] * table[rows[n,l,k]]`` -> ``[N, L, F]``; backward by one ``index_add_``.
 
@@ -195,7 +208,7 @@ class _Interpolate(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, table: torch.Tensor, rows: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        feats = table.index_select(0, rows.reshape(-1)).view(*rows.shape, table.shape[1])  # [N, L, K, F]
+        feats = _gather_rows(table, rows.reshape(-1)).view(*rows.shape, table.shape[1])  # [N, L, K, F]
         ctx.save_for_backward(rows, w, feats if ctx.needs_input_grad[2] else None)
         ctx.table_rows = table.shape[0]
         return torch.einsum("nlkf,nlk->nlf", feats, w)
