@@ -1,0 +1,70 @@
+"""`coordfit report`: run a benchmark suite and write the speedup report; `report merge`
+combines the folders of several shards."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._common import console, handle_errors
+from .main import app
+
+report_app = typer.Typer(
+    help="Run a benchmark suite and write the speedup report (results.json, report.md, report.html, "
+    "plots). With no subcommand it runs the suite; `coordfit report merge DIR... --out DIR` combines shards.",
+    epilog="Examples: coordfit report --suite quick | coordfit report --suite standard --shard 2/8 "
+    "--out reports/s2 | coordfit report merge reports/s1 reports/s2 --out reports/all | "
+    "coordfit report --out reports/s2 --resume --suite standard --shard 2/8",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@report_app.callback()
+@handle_errors
+def report_cmd(
+    ctx: typer.Context,
+    suite: Annotated[str, typer.Option("--suite", help="quick (no data, < 10 min on 2 CPU cores), standard or full.")] = "quick",
+    data: Annotated[Optional[Path], typer.Option("--data", help="Real-data folder (default: $COORDFIT_DATA or ../shared/data).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Report folder, new or empty (default: reports/<time>/).")] = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="Run slice I of N (1-based), e.g. 3/8; merge the slices later.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out; skips what is measured.")] = False,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
+    threads: Annotated[Optional[int], typer.Option("--threads", help="torch CPU threads (default: torch's choice).")] = None,
+    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress display (default: when stdout is a terminal).")] = None,
+) -> None:
+    """Run a suite (signals x models x protocols) and write the report into --out."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from coordfit.bench import build_suite, parse_shard, run_suite
+    from coordfit.errors import CoordfitError
+
+    if resume and out is None:
+        raise CoordfitError("--resume needs --out DIR (the folder of the interrupted run)")
+    if out is None:
+        out = Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    report = run_suite(build_suite(suite, data, device), out, parse_shard(shard), resume=resume,
+                       progress=progress, threads=threads)
+    console.print(f"report: {report}")
+    console.print(f"        {report.with_name('report.html')}")
+    console.print(f"        {report.with_name('results.json')}")
+
+
+@report_app.command("merge")
+@handle_errors
+def merge_cmd(
+    dirs: Annotated[list[Path], typer.Argument(help="Report folders of the shards of one suite.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the merged report (new or empty).")],
+) -> None:
+    """Combine the report folders of several shards into one report."""
+    from coordfit.bench import merge_reports
+
+    report = merge_reports(dirs, out)
+    console.print(f"merged {len(dirs)} folder(s): {report}")
+
+
+app.add_typer(report_app, name="report")
