@@ -45,5 +45,10 @@ for _p in (
            {"split": "x+y", "full_split": True, "rank": 16}),
     Preset("coordx-pe-image", "image", "coordx", "CoordX with ReLU branches on per-axis NeRF encodings",
            {"split": "x+y", "activation": "relu", "encoding": "nerf"}, {"lr": 1e-3}),
+    Preset("coordx-video-xy+t", "video", "coordx", "CoordX video split xy+t: random frames x random pixels per step (the default)",
+           {"split": "xy+t"}),
+    Preset("coordx-video-x+y+t", "video", "coordx", "CoordX video split x+y+t: random subsets of every axis per step",
+           {"split": "x+y+t"}),
+    Preset("siren-video", "video", "siren", "SIREN 5x256 on (t, y, x) with random point batches, Adam 1e-4"),
 ):
     register_preset(_p)

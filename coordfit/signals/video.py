@@ -1,0 +1,213 @@
+"""Videos: fit a clip on a (t, y, x) grid, write reconstruction.mp4, render at any size or rate.
+
+Sampling is the grid's split-aware sampling (:func:`coordfit.grid.sample_branches`):
+``xy+t`` draws random frames x random pixel positions, ``x+y+t`` random subsets of
+each axis, an unsplit model random points of the whole clip. Everything that renders
+(metrics, the MP4, ``coordfit render``) goes a few frames at a time through
+:func:`coordfit.grid.evaluate_grid`, so memory stays bounded by the chunk size.
+
+A clip of one frame (a one-frame file, or ``--max-frames 1``) is fitted as it is: its
+t axis holds the single coordinate 0, so the model becomes an image model, and the
+outputs are a one-frame MP4 and the same metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import CoordfitError
+from ..grid import axis_coords, evaluate_grid
+from .base import GridSignal, register_signal
+from .video_io import BUILTIN_PREFIX, VideoOptions, frames_per_chunk, read_clip, write_mp4
+
+__all__ = ["VideoSignal", "render_frames", "DEFAULT_VIDEO"]
+
+DEFAULT_VIDEO = BUILTIN_PREFIX + "waves"  # a procedural 96x64, 32-frame clip coordfit makes itself
+
+
+@torch.no_grad()
+def render_frames(model: torch.nn.Module, frames: int, height: int, width: int,
+                  chunk_points: int = 1 << 20) -> Iterator[np.ndarray]:
+    """Evaluate ``model`` on a ``frames x height x width`` grid, a few frames at a time.
+
+    Yields ``[n, H, W, C]`` float32 on [0, 1]; about ``chunk_points`` outputs are live
+    at once (and ``evaluate_grid`` bounds the intermediate features further).
+    """
+    if frames < 1 or height < 1 or width < 1:
+        raise CoordfitError(f"render size must be positive, got {width}x{height}x{frames}")
+    param = next(model.parameters())
+    ts, ys, xs = (axis_coords(n, param.device).to(param.dtype) for n in (frames, height, width))
+    step = frames_per_chunk(height, width, chunk_points)
+    for start in range(0, frames, step):
+        out = evaluate_grid(model, [ts[start : start + step], ys, xs])  # [n, H, W, C]
+        yield ((out.clamp(-1, 1) + 1.0) * 0.5).float().cpu().numpy()
+
+
+def _progress(total: int, label: str):
+    """A rich progress bar over frames, quiet when stdout is not a terminal."""
+    import sys
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if not sys.stdout.isatty():
+        return None
+    bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    bar.start()
+    bar.add_task(label, total=total)
+    return bar
+
+
+def _with_progress(chunks: Iterator[np.ndarray], total: int, label: str) -> Iterator[np.ndarray]:
+    bar = _progress(total, label)
+    try:
+        for chunk in chunks:
+            if bar is not None:
+                bar.advance(bar.task_ids[0], len(chunk))
+            yield chunk
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+@register_signal("video")
+class VideoSignal(GridSignal):
+    """A clip on axes ``(t, y, x)``; values are the pixels mapped to [-1, 1], ``[T, H, W, C]``."""
+
+    default_split = "xy+t"
+
+    def __init__(self, frames01: torch.Tensor | np.ndarray, fps: float = 25.0, source: str = "<array>",
+                 options: VideoOptions | None = None, source_size: tuple[int, int] | None = None,
+                 copy: bool = True) -> None:
+        frames = torch.as_tensor(frames01, dtype=torch.float32)  # [T, H, W, C] on [0, 1]
+        if frames.dim() == 3:
+            frames = frames[..., None]
+        if frames.dim() != 4 or frames.shape[-1] not in (1, 3):
+            raise CoordfitError(f"video frames must be [T, H, W, 1 or 3], got {tuple(frames.shape)}")
+        if frames.shape[0] < 1 or frames.shape[1] < 2 or frames.shape[2] < 2:
+            raise CoordfitError(f"a video needs at least one 2x2 frame, got {tuple(frames.shape[:3])}")
+        if not (fps > 0):
+            raise CoordfitError(f"fps must be positive, got {fps}")
+        self.source = source
+        self.options = options or VideoOptions()
+        self.fps = float(fps)
+        self.axes = ("t", "y", "x")
+        self.shape = tuple(int(s) for s in frames.shape[:3])
+        self.out_features = int(frames.shape[3])
+        self.source_size = tuple(source_size) if source_size else (self.shape[2], self.shape[1])
+        # copy=False (load) maps in place: one copy of a long clip in memory, not two
+        self.values = frames * 2.0 - 1.0 if copy else frames.mul_(2.0).sub_(1.0)
+
+    @classmethod
+    def load(cls, source: str | Path | None = None, *, start: int = 0, end: int | None = None, stride: int = 1,
+             max_frames: int | None = None, resize: tuple[int, int] | list[int] | None = None,
+             scale: float | None = None, fps: float | None = None) -> VideoSignal:
+        """Read ``source`` (a video file, a folder of numbered frames, or ``builtin:waves``).
+
+        Only frames ``start, start + stride, ...`` before ``end`` (at most ``max_frames``)
+        are kept, resized to ``resize=(W, H)`` or by ``scale`` as they are read.
+        """
+        opts = VideoOptions(start=start, end=end, stride=stride, max_frames=max_frames,
+                            resize=tuple(resize) if resize is not None else None, scale=scale, fps=fps)
+        src = str(source) if source is not None else DEFAULT_VIDEO
+        clip = read_clip(src, opts)
+        if not src.startswith(BUILTIN_PREFIX):
+            src = str(Path(src).resolve())
+        return cls(clip.frames, clip.fps, src, opts, clip.source_size, copy=False)
+
+    @property
+    def frames(self) -> int:
+        return self.shape[0]
+
+    def meta(self) -> dict[str, Any]:
+        t, h, w = self.shape
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "options": self.options.to_dict(),
+            "shape": [t, h, w],
+            "channels": self.out_features,
+            "fps": self.fps,
+            "source_size": list(self.source_size),
+        }
+
+    def _target01(self, start: int, stop: int) -> np.ndarray:
+        return ((self.values[start:stop].float().cpu().numpy() + 1.0) * 0.5).clip(0.0, 1.0)
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
+        """``psnr`` and ``ssim`` (means over frames) and ``psnr_per_frame``, rendered in chunks."""
+        from ..metrics import image_psnr, image_ssim
+
+        t, h, w = self.shape
+        psnr, ssim = [], []
+        start = 0
+        for pred in _with_progress(render_frames(model, t, h, w), t, "evaluate"):
+            target = self._target01(start, start + len(pred))
+            for p, q in zip(pred, target):
+                psnr.append(image_psnr(p, q))
+                ssim.append(image_ssim(p, q))
+            start += len(pred)
+        return {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)), "psnr_per_frame": psnr}
+
+    def write_outputs(self, model: torch.nn.Module, run_dir: Path) -> list[Path]:
+        """``reconstruction.mp4``: the same frame count, size and frame rate as the fitted clip."""
+        t, h, w = self.shape
+        chunks = _with_progress(render_frames(model, t, h, w), t, "write mp4")
+        return [write_mp4(Path(run_dir) / "reconstruction.mp4", chunks, self.fps, (w, h))]
+
+    @staticmethod
+    def _render_plan(meta: dict[str, Any], scale: float | None = None, size: tuple[int, ...] | None = None,
+                     fps: float | None = None, frames: int | None = None) -> tuple[int, int, int, float]:
+        """(T, H, W, fps) of a render; the clip's duration is kept unless both fps and frames are given."""
+        t0, h, w = meta["shape"]
+        fps0 = float(meta["fps"])
+        if size is not None:
+            if len(size) not in (2, 3) or min(size) < 1:
+                raise CoordfitError(f"--size must be WxH or WxHxFRAMES with positive numbers, got {size}")
+            if len(size) == 3:
+                if frames is not None and frames != size[2]:
+                    raise CoordfitError(f"--size says {size[2]} frames but --frames says {frames}")
+                frames = size[2]
+            w, h = size[0], size[1]
+            if scale is not None:
+                raise CoordfitError("give --size or --scale, not both")
+        elif scale is not None:
+            if not scale > 0:
+                raise CoordfitError(f"--scale must be positive, got {scale}")
+            h, w = max(1, round(h * scale)), max(1, round(w * scale))
+        if fps is not None and not fps > 0:
+            raise CoordfitError(f"--fps must be positive, got {fps}")
+        if frames is not None and frames < 1:
+            raise CoordfitError(f"--frames must be positive, got {frames}")
+        duration = t0 / fps0
+        if frames is None and fps is not None:
+            frames = max(1, round(duration * fps))
+        elif frames is not None and fps is None:
+            fps = fps0 * frames / t0
+        return int(frames or t0), int(h), int(w), float(fps or fps0)
+
+    @staticmethod
+    def default_render_name(meta: dict[str, Any], *, scale: float | None = None, size: tuple[int, ...] | None = None,
+                            fps: float | None = None, frames: int | None = None, **unused: Any) -> str:
+        t, h, w, rate = VideoSignal._render_plan(meta, scale, size, fps, frames)
+        return f"render_{w}x{h}x{t}_{rate:g}fps.mp4"
+
+    @staticmethod
+    def render_run(model: torch.nn.Module, meta: dict[str, Any], out: Path, *, scale: float | None = None,
+                   size: tuple[int, ...] | None = None, fps: float | None = None, frames: int | None = None,
+                   **unused: Any) -> Path:
+        """Render a fitted clip at ``scale`` x its size or ``size=(W, H[, T])``, ``frames`` and ``fps``.
+
+        More frames than the fit is temporal super-resolution: the new frames sample the
+        same time span ([-1, 1] on the t axis). Without ``fps`` the duration is kept.
+        """
+        bad = [k for k, v in unused.items() if v is not None]
+        if bad:
+            raise CoordfitError(f"a video run does not take --{bad[0].replace('_', '-')}")
+        t, h, w, rate = VideoSignal._render_plan(meta, scale, size, fps, frames)
+        chunks = _with_progress(render_frames(model, t, h, w), t, "render")
+        return write_mp4(out, chunks, rate, (w, h))
