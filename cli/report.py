@@ -33,21 +33,26 @@ def report_cmd(
     out: Annotated[Optional[Path], typer.Option("--out", help="Report folder, new or empty (default: reports/<time>/).")] = None,
     shard: Annotated[Optional[str], typer.Option("--shard", help="Run slice I of N (1-based), e.g. 3/8; merge the slices later.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out; skips what is measured.")] = False,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Override the suite's equal_steps steps (a reduced run).")] = None,
+    seconds: Annotated[Optional[float], typer.Option("--seconds", help="Override the suite's equal_time seconds.")] = None,
+    repeats: Annotated[Optional[int], typer.Option("--repeats", help="Override the timed repeats (default 5).")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
-    threads: Annotated[Optional[int], typer.Option("--threads", help="torch CPU threads (default: torch's choice).")] = None,
+    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads: 1 keeps ratios steady on a shared machine; raise it on a dedicated one.")] = 1,
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress display (default: when stdout is a terminal).")] = None,
 ) -> None:
     """Run a suite (signals x models x protocols) and write the report into --out."""
     if ctx.invoked_subcommand is not None:
         return
     from coordfit.bench import build_suite, parse_shard, run_suite
+    from coordfit.bench.suite import with_budgets
     from coordfit.errors import CoordfitError
 
     if resume and out is None:
         raise CoordfitError("--resume needs --out DIR (the folder of the interrupted run)")
     if out is None:
         out = Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
-    report = run_suite(build_suite(suite, data, device), out, parse_shard(shard), resume=resume,
+    plan = with_budgets(build_suite(suite, data, device), steps, seconds, repeats)
+    report = run_suite(plan, out, parse_shard(shard), resume=resume,
                        progress=progress, threads=threads)
     console.print(f"report: {report}")
     console.print(f"        {report.with_name('report.html')}")

@@ -16,7 +16,7 @@ import torch
 from coordfit.bench import (KindSettings, ModelSpec, SignalSpec, Suite, merge_reports, parse_shard, run_suite,
                             time_interleaved)
 from coordfit.bench.report import fmt
-from coordfit.bench.suite import build_suite, resolve_model_options, shard_signals
+from coordfit.bench.suite import build_suite, resolve_model_options, shard_signals, with_budgets
 from coordfit.errors import CoordfitError
 from conftest import smooth_image
 
@@ -237,6 +237,11 @@ def test_suites_and_shards():
     assert sorted(ids) == sorted(s.id for s in quick.signals)  # shards partition the suite
     with pytest.raises(CoordfitError, match="needs the real-data folder"):
         build_suite("standard", data="/nonexistent/data")
+    reduced = with_budgets(quick, steps=7, seconds=1.5, repeats=2)
+    assert reduced.kinds["image"].steps == 7 and reduced.kinds["image"].seconds == 1.5 and reduced.repeats == 2
+    assert reduced.kinds["image"].width == quick.kinds["image"].width and reduced.signals == quick.signals
+    with pytest.raises(CoordfitError, match="--steps must be positive"):
+        with_budgets(quick, steps=0)
 
 
 def test_equal_parameter_matching():

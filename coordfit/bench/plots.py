@@ -102,7 +102,7 @@ def _thumbnails(results: dict[str, Any], kind: str, signals: list[str], out: Pat
             item = results["fits"].get(f"{signal}__{model}__equal_steps")
             value = item["metrics"].get(q) if item and "error" not in item else None
             label = model if value is None else f"{model}\n{q} {value:.2f}"
-            ax.set_title(label if r == 0 or value is not None else "", fontsize=7)
+            ax.set_title(f"{signal}\ntarget" if model == "target" else label, fontsize=7)
     fig.suptitle(f"{kind}: reconstructions after the equal_steps protocol", fontsize=9)
     return _save(fig, path)
 

@@ -27,7 +27,7 @@ from ..models import create_model, list_models, make_config
 
 __all__ = [
     "KindSettings", "ModelSpec", "SignalSpec", "Suite", "SuiteName", "PROTOCOLS",
-    "build_suite", "default_data_dir", "parse_shard", "shard_signals", "load_bench_signal", "resolve_model_options",
+    "build_suite", "with_budgets", "default_data_dir", "parse_shard", "shard_signals", "load_bench_signal", "resolve_model_options",
 ]
 
 SuiteName = Literal["quick", "standard", "full"]
@@ -164,6 +164,17 @@ def build_suite(name: str, data: str | Path | None = None, device: str = "auto")
         signals += [SignalSpec(f"shape-{m.stem}", "shape", str(m), _DATA_OPTIONS.get("shape", {})) for m in meshes]
         settings["shape"] = KindSettings(steps=1000 if full else 200, seconds=300.0 if full else 60.0, target=0.9)
     return Suite(name, tuple(signals), default_models(), settings, device=device)
+
+
+def with_budgets(suite: Suite, steps: int | None = None, seconds: float | None = None,
+                 repeats: int | None = None) -> Suite:
+    """``suite`` with every kind's steps / seconds and the timed repeats replaced (a reduced run)."""
+    for name, v in (("steps", steps), ("seconds", seconds), ("repeats", repeats)):
+        if v is not None and v <= 0:
+            raise CoordfitError(f"--{name} must be positive, got {v}")
+    kinds = {k: dataclasses.replace(ks, steps=steps or ks.steps, seconds=seconds or ks.seconds)
+             for k, ks in suite.kinds.items()}
+    return dataclasses.replace(suite, kinds=kinds, repeats=repeats or suite.repeats)
 
 
 # Loader options that keep the video and shape signals CPU-sized in each suite.
