@@ -98,6 +98,18 @@ def test_resize_and_scale_happen_while_reading(clip_mp4: Path) -> None:
     assert image_psnr(((s.values + 1) / 2).numpy(), smooth_clip()[:, ::2, ::2]) > 22
 
 
+@pytest.mark.parametrize("ext,codec", [(".avi", "mpeg4"), (".webm", "libvpx-vp9"), (".mkv", "libx264")])
+def test_other_containers(tmp_path: Path, ext: str, codec: str) -> None:
+    path = tmp_path / f"clip{ext}"
+    writer = iio2.get_writer(path, format="FFMPEG", fps=8, codec=codec, macro_block_size=1, ffmpeg_log_level="error")
+    for frame in smooth_clip(5, 16, 24):
+        writer.append_data((frame * 255).round().astype(np.uint8))
+    writer.close()
+    s = VideoSignal.load(path)
+    assert s.shape == (5, 16, 24) and s.fps == 8.0
+    assert image_psnr(((s.values + 1) / 2).numpy(), smooth_clip(5, 16, 24)) > 25
+
+
 def test_gif_and_meta_reload(tmp_path: Path) -> None:
     path = tmp_path / "anim.gif"
     iio.imwrite(path, (smooth_clip(4, 10, 14) * 255).astype(np.uint8), duration=50, loop=0)
