@@ -33,7 +33,7 @@ def _curves(results: dict[str, Any], kind: str, signals: list[str], path: Path) 
     shown = signals[:_MAX_PANELS]
     cols = min(3, len(shown))
     rows = -(-len(shown) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False, layout="constrained")
     target = results["suite"]["kinds"][kind]["target"]
     for ax, signal in zip(axes.flat, shown):
         for model in results["models"]:
@@ -89,7 +89,8 @@ def _thumbnails(results: dict[str, Any], kind: str, signals: list[str], out: Pat
     plt = _plt()
     shown = signals[:_MAX_PANELS]
     cols = ["target"] + results["models"]
-    fig, axes = plt.subplots(len(shown), len(cols), figsize=(1.7 * len(cols), 1.9 * len(shown)), squeeze=False)
+    fig, axes = plt.subplots(len(shown), len(cols), figsize=(1.7 * len(cols), 1.9 * len(shown)), squeeze=False,
+                             layout="constrained")
     q = {"image": "psnr", "video": "psnr", "shape": "iou"}.get(kind, "psnr")
     for r, signal in enumerate(shown):
         for c, model in enumerate(cols):

@@ -23,7 +23,7 @@ __all__ = ["collect_results", "summarize", "write_report", "merge_reports", "PAP
 
 PAPER_SPEEDUP = 2.92  # CoordX abstract: "up to 2.92x" faster than the baseline MLP
 BASELINE = "siren"
-_QUALITY = {"image": ("psnr", "ssim"), "video": ("psnr", "ssim"), "shape": ("iou", "chamfer")}
+_QUALITY = {"image": ("psnr", "ssim"), "video": ("psnr", "ssim"), "shape": ("iou", "chamfer_l1")}
 _UNITS = {"psnr": "dB", "chamfer": ""}
 
 
@@ -43,10 +43,15 @@ def collect_results(out: str | Path) -> dict[str, Any]:
     suite = Suite.from_dict(meta["suite"])
     order = {s.id: j for j, s in enumerate(suite.signals)}
     signals = sorted({f["signal"] for f in fits.values()}, key=lambda s: order.get(s, len(order)))
-    machines = []
+    machines: list[dict[str, Any]] = []  # one entry per machine; the load averages seen on it
     for t in timings.values():
-        if t["machine"] not in machines:
-            machines.append(t["machine"])
+        m = {k: v for k, v in t["machine"].items() if k != "load_average"}
+        same = next((x for x in machines if {k: v for k, v in x.items() if k != "load_averages"} == m), None)
+        if same is None:
+            same = {**m, "load_averages": []}
+            machines.append(same)
+        if "load_average" in t["machine"]:
+            same["load_averages"].append(t["machine"]["load_average"])
     results = {
         "coordfit_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -191,12 +196,19 @@ def signal_table(results: dict[str, Any], signal: str) -> tuple[list[str], list[
     return columns, rows
 
 
+def _load_range(loads: list[list[float]]) -> str:
+    ones = [x[0] for x in loads]
+    if not ones:
+        return "?"
+    return f"{min(ones):.2f}" if min(ones) == max(ones) else f"{min(ones):.2f}-{max(ones):.2f}"
+
+
 def _machine_lines(results: dict[str, Any]) -> list[str]:
     lines = []
     for m in results["machines"]:
         lines.append(f"{m['cpu']} ({m['cpu_cores']} cores, torch {m['torch']} with {m['torch_threads']} threads, "
                      f"device {m['device']}{', ' + m['gpu'] if 'gpu' in m else ''}; host {m['host']}, "
-                     f"load average {m.get('load_average', '?')})")
+                     f"1-min load average {_load_range(m.get('load_averages', []))})")
     return lines
 
 

@@ -190,7 +190,7 @@ def _timing_item(spec: SignalSpec, signal: Any, fitted: dict[str, tuple[dict[str
         r["inference_peak_memory_bytes"] = mem.bytes
         r["train_step_seconds"] = step[label].to_dict()
         r["train_samples_per_s"] = r["samples_per_step"] / step[label].median
-    values = getattr(signal, "values", None)
+    values = getattr(signal, "values", getattr(signal, "labels", None))  # grid signals; shapes' lattice labels
     if isinstance(values, torch.Tensor):
         _save_thumb(out / "thumbs" / f"{spec.id}__target.png", _to_image01(values, spec.kind))
     return {"signal": spec.id, "kind": spec.kind, "shape": list(signal.info.shape), "outputs": n_out,

@@ -178,8 +178,14 @@ def with_budgets(suite: Suite, steps: int | None = None, seconds: float | None =
 
 
 # Loader options that keep the video and shape signals CPU-sized in each suite.
-_QUICK_OPTIONS: dict[str, dict[str, Any]] = {"video": {"max_frames": 8, "resize": [48, 32]}}
-_DATA_OPTIONS: dict[str, dict[str, Any]] = {"video": {"max_frames": 30, "stride": 2}}
+_QUICK_OPTIONS: dict[str, dict[str, Any]] = {
+    "video": {"max_frames": 8, "resize": [48, 32]},
+    "shape": {"label_resolution": 32, "resolution": 64, "eval_points": 20_000},
+}
+_DATA_OPTIONS: dict[str, dict[str, Any]] = {
+    "video": {"max_frames": 30, "stride": 2},
+    "shape": {"label_resolution": 64, "resolution": 128},
+}
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -226,11 +232,11 @@ def _params(model: str, info: GridInfo, options: dict[str, Any]) -> int:
 
 
 def resolve_model_options(spec: ModelSpec, info: GridInfo, width: int) -> dict[str, Any]:
-    """The options ``spec`` runs with on a signal ``info``: the suite width, and the
+    """The options ``spec`` runs with on a signal ``info``: the suite width (MLPs), and the
     ``match`` option tuned so the parameter count is the closest to SIREN's."""
     fields = {f.name for f in dataclasses.fields(make_config(spec.model).__class__)}
     options = dict(spec.options)
-    if "width" in fields and "width" not in options:
+    if spec.model in _MLPS and "width" not in options:  # grid models keep their own MLP width
         options["width"] = width
     if spec.match is None or spec.match not in fields:
         return options

@@ -10,7 +10,10 @@
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` after a reset; on Linux CPUs the
 process's resident-set high-water mark (``VmHWM``), reset through
-``/proc/self/clear_refs`` before the measured work, minus the resident set before it.
+``/proc/self/clear_refs`` before the measured work, minus the resident set before it,
+with freed heap pages returned to the OS first (``malloc_trim``) so the work's
+temporaries show up. Either way it is the working memory of the call (activations,
+temporaries) above what was resident before it (weights, gradients, optimiser state).
 """
 
 from __future__ import annotations
@@ -85,7 +88,20 @@ def _proc_status(key: str) -> int | None:
     return None
 
 
+def _trim_heap() -> None:
+    """Give freed heap pages back to the OS (glibc), so the measured call's working memory
+    has to become resident again instead of hiding in memory freed by earlier calls."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _reset_hwm() -> bool:
+    _trim_heap()
     try:
         Path("/proc/self/clear_refs").write_text("5")
         return True
