@@ -127,7 +127,7 @@ def _select(frames: Iterator[np.ndarray], label: str, options: VideoOptions, fps
             seen = index + 1
             keep, stop = options.wants(index, len(kept))
             if keep:
-                kept.append(_resize(_to_float(frame, label, index), options))
+                kept.append(_resize(_compact(frame, label, index), options))
             if stop:
                 break
     finally:
@@ -141,12 +141,13 @@ def _select(frames: Iterator[np.ndarray], label: str, options: VideoOptions, fps
         raise CoordfitError(f"{label} has frames of different sizes {sorted(shapes)[:2]}; use --resize WxH")
     out = torch.empty((len(kept), *kept[0].shape), dtype=torch.float32)
     for i in range(len(kept)):
-        out[i] = kept[i]
-        kept[i] = None  # type: ignore[call-overload]  # free as we go: peak memory ~ one copy
+        out[i] = _as_float01(kept[i])
+        kept[i] = None  # type: ignore[call-overload]  # free as we go
     return Clip(out, float(fps), source_size)
 
 
-def _to_float(frame: np.ndarray, label: str, index: int) -> torch.Tensor:
+def _compact(frame: np.ndarray, label: str, index: int) -> torch.Tensor:
+    """A decoded frame ``[H, W, C]`` kept in its own integer type (uint8: a quarter of float32)."""
     arr = np.asarray(frame)
     if arr.ndim == 2:
         arr = arr[:, :, None]
@@ -154,18 +155,26 @@ def _to_float(frame: np.ndarray, label: str, index: int) -> torch.Tensor:
         raise CoordfitError(f"{label} frame {index} has an unsupported pixel layout {arr.shape}")
     if arr.shape[-1] in (2, 4):
         arr = arr[..., :-1]  # alpha is dropped: a video is opaque
-    if arr.dtype == np.uint8:
-        scale = 255.0
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
     elif arr.dtype == np.uint16:
-        scale = 65535.0
-    elif arr.dtype == bool:
-        scale = 1.0
-    else:
+        arr = arr.astype(np.int32)  # torch has no uint16 arithmetic on every version
+    elif arr.dtype != np.uint8:
         arr = arr.astype(np.float32)
         if not np.isfinite(arr).all():
             raise CoordfitError(f"{label} frame {index} holds NaN or infinite values")
-        return torch.from_numpy(np.clip(arr, 0.0, 1.0))
-    return torch.from_numpy(arr.astype(np.float32) / scale)
+        arr = np.clip(arr, 0.0, 1.0)
+    arr = np.ascontiguousarray(arr)
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
+
+
+def _as_float01(frame: torch.Tensor) -> torch.Tensor:
+    """uint8 / 16-bit (held as int32) / float frame -> float32 on [0, 1]."""
+    if frame.dtype == torch.uint8:
+        return frame.float().div_(255.0)
+    if frame.dtype == torch.int32:
+        return frame.float().div_(65535.0)
+    return frame.float()
 
 
 def _resize(frame: torch.Tensor, options: VideoOptions) -> torch.Tensor:
@@ -181,7 +190,7 @@ def _resize(frame: torch.Tensor, options: VideoOptions) -> torch.Tensor:
         return frame
     if (nh, nw) == (h, w):
         return frame
-    x = frame.permute(2, 0, 1)[None]
+    x = _as_float01(frame).permute(2, 0, 1)[None]
     y = torch.nn.functional.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
     return y[0].permute(1, 2, 0).clamp_(0.0, 1.0).contiguous()
 
