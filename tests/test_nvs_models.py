@@ -100,6 +100,16 @@ def test_intra_view_attention_never_mixes_views(views):
     assert (out - out2).abs().max() > 1e-4
 
 
+@pytest.mark.parametrize("kind", ["full", "quadtree-b"])
+def test_target_views_never_mix(kind, views):
+    # a target renders the same alone or beside others (targets share only the inputs)
+    model = _double_model(attention=kind, cross_attention=kind)
+    imgs, c2w, k = (t.double() for t in views)
+    alone = model(imgs[:, :2], c2w[:, :2], k[:, :2], c2w[:, 2:3], k[:, 2:3])
+    together = model(imgs[:, :2], c2w[:, :2], k[:, :2], c2w[:, 2:5], k[:, 2:5])
+    torch.testing.assert_close(together[:, :1], alone, atol=1e-12, rtol=0)
+
+
 def test_lvsm_input_tokens_do_mix_views(views):
     # the contrast that makes the test above meaningful: LVSM's full attention mixes views,
     # so one target's render changes with any input view
