@@ -19,6 +19,7 @@ def _register() -> None:
     # Each module adds its commands to `app`; the import order is the --help order.
     from . import image as _image  # noqa: F401  (image, render)
     from . import video as _video  # noqa: F401
+    from . import shape as _shape  # noqa: F401  (shape)
     from . import catalog as _catalog  # noqa: F401  (models, presets)
     from . import report as _report  # noqa: F401  (report, report merge)
     from .nvs import nvs_app; app.add_typer(nvs_app, name="nvs", help="Novel-view synthesis: LVSM, Efficient-LVSM, QuadTree attention.")  # noqa: E702,E501

@@ -10,6 +10,7 @@ from .base import register_signal as register_signal
 from .base import signal_class as signal_class
 from .base import signal_kinds as signal_kinds
 from .image import ImageSignal as ImageSignal
+from .shape import ShapeSignal as ShapeSignal
 from .video import VideoSignal as VideoSignal
 
 
@@ -23,4 +24,4 @@ def signal_from_meta(meta: dict[str, Any]) -> Signal:
     return load_signal(meta["kind"], meta["source"], **meta.get("options", {}))
 
 
-__all__ = ["GridSignal", "ImageSignal", "Signal", "load_signal", "register_signal", "signal_class", "signal_from_meta", "signal_kinds", "VideoSignal"]
+__all__ = ["GridSignal", "ImageSignal", "ShapeSignal", "Signal", "load_signal", "register_signal", "signal_class", "signal_from_meta", "signal_kinds", "VideoSignal"]

@@ -1,0 +1,369 @@
+"""3D shapes: fit occupancy or a truncated signed distance on (x, y, z), export meshes.
+
+A mesh (OBJ/PLY/STL/OFF/GLB, or ``primitive:torus``...) is normalised into [-1, 1]^3
+(longest side ``2 (1 - margin)``) and labelled on an ``R^3`` lattice
+(``label_resolution``): inside/outside by generalized winding number (so open scans
+work, see :mod:`.mesh_labels`) and, for ``target="sdf"``, the exact distance to the
+surface truncated at ``sdf_clamp``. Training draws lattice nodes only, so every label is
+exact; draws are biased toward the surface (see :meth:`ShapeSignal.sample`).
+
+Outputs: ``mesh.ply`` by marching cubes at ``resolution`` in the input's frame,
+evaluated through the model's split path in chunks; metrics ``iou`` (uniform points),
+``iou_near_surface``, ``chamfer_l1``, ``chamfer_l2``, ``normal_consistency``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from ..errors import CoordfitError
+from ..grid import axis_coords, evaluate_grid, gather
+from ..io import atomic_write
+from . import mesh_labels as ml
+from .base import Signal, register_signal
+
+__all__ = ["ShapeSignal", "ShapeOptions", "extract_mesh", "mesh_metrics", "DEFAULT_SHAPE"]
+
+DEFAULT_SHAPE = "primitive:torus"
+Target = Literal["occupancy", "sdf"]
+
+
+@dataclass
+class ShapeOptions:
+    target: Target = "occupancy"  # occupancy (BCE on logits) or sdf (L1 on a truncated signed distance)
+    label_resolution: int = 128  # R: training points are the nodes of an R^3 lattice, labelled exactly
+    resolution: int = 256  # marching-cubes grid of mesh.ply (and of the chamfer/normal metrics)
+    margin: float = 0.05  # the longest side of the mesh spans [-1 + margin, 1 - margin]
+    near_fraction: float = 0.5  # share of each step's draws placed near the surface
+    near_sigma: float = 0.02  # unsplit models: std of the offsets of near-surface points from the surface
+    block_sigma: float = 0.1  # split models: std of each axis's draws around one surface point per step
+    sdf_clamp: float = 0.1  # sdf target: distances truncated to +-this (normalised units)
+    eval_points: int = 100_000  # points for each IoU metric and surface samples for chamfer/normals
+    seed: int = 0  # seeds surface samples and evaluation points
+
+    def validate(self) -> None:
+        if self.target not in ("occupancy", "sdf"):
+            raise CoordfitError(f"--target must be occupancy or sdf, got {self.target!r}")
+        for name in ("label_resolution", "resolution"):
+            if not 8 <= getattr(self, name) <= 2048:
+                raise CoordfitError(f"--{name.replace('_', '-')} must be in [8, 2048], got {getattr(self, name)}")
+        if not 0.0 <= self.margin < 0.5:
+            raise CoordfitError(f"margin must be in [0, 0.5), got {self.margin}")
+        if not 0.0 <= self.near_fraction <= 1.0:
+            raise CoordfitError(f"near-fraction must be in [0, 1], got {self.near_fraction}")
+        for name in ("near_sigma", "block_sigma", "sdf_clamp"):
+            if not getattr(self, name) > 0:
+                raise CoordfitError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.eval_points < 100:
+            raise CoordfitError(f"eval-points must be at least 100, got {self.eval_points}")
+
+
+@register_signal("shape")
+class ShapeSignal(Signal):
+    """A shape on axes ``(x, y, z)``: lattice labels ``[R, R, R]`` plus the normalised mesh.
+
+    ``quality`` (progress bar, ``--target-psnr``) is the batch IoU in [0, 1] of the
+    predicted inside (logit > 0, or sdf < 0) against the labels, on the biased
+    training batch -- not the uniform IoU of ``metrics.json``.
+    """
+
+    default_split = "x+y+z"
+    quality_name = "iou"
+
+    def __init__(self, mesh: ml.MeshData, source: str = "<mesh>", options: ShapeOptions | None = None) -> None:
+        self.options = o = options or ShapeOptions()
+        o.validate()
+        self.source = source
+        self.mesh, center, scale = ml.normalise(mesh, o.margin)
+        self.center, self.scale = center, scale  # x_input = x_normalised / scale + center
+        R = o.label_resolution
+        self.axes, self.shape, self.out_features = ("x", "y", "z"), (R, R, R), 1
+        self.surface = ml.SurfaceIndex.build(self.mesh, spacing=4 * 2.0 / (R - 1) / 3.0, seed=o.seed)
+        occ = ml.label_grid(self.mesh, R, self.surface)  # bool [R, R, R]
+        if not occ.any():
+            raise CoordfitError(
+                f"{source} encloses no volume at {R}^3 (a flat or degenerate mesh); an {o.target} target "
+                "needs a closed or nearly closed surface"
+            )
+        if o.target == "occupancy":
+            labels = occ.astype(np.float32)
+        else:
+            dist = ml.distance_grid(self.surface, R, o.sdf_clamp)
+            labels = np.where(occ, -dist, dist).astype(np.float32)
+        self.labels = torch.from_numpy(labels)[..., None]  # [R, R, R, 1]
+        self.anchors = torch.from_numpy(self.surface.points).float()  # [S, 3] surface samples
+        self._full_batch = None
+        self._cache: dict[str, Any] = {}
+
+    # -- construction / description -------------------------------------------------------
+    @classmethod
+    def load(cls, source: str | Path | None = None, **options: Any) -> ShapeSignal:
+        """Read ``source`` (a mesh file or ``primitive:<name>``; default: a torus)."""
+        fields = set(ShapeOptions.__dataclass_fields__)
+        unknown = sorted(set(options) - fields)
+        if unknown:
+            raise CoordfitError(f"shape signals take no option '{unknown[0]}' (options: {', '.join(sorted(fields))})")
+        opts = ShapeOptions(**options)
+        opts.validate()
+        source = str(source) if source is not None else DEFAULT_SHAPE
+        mesh = ml.read_mesh(source)
+        if not source.startswith("primitive:"):
+            source = str(Path(source).resolve())
+        return cls(mesh, source=source, options=opts)
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "options": asdict(self.options),
+            "target": self.options.target,
+            "center": [float(c) for c in self.center],
+            "scale": float(self.scale),
+            "faces": int(len(self.mesh.faces)),
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.labels.device
+
+    def to(self, device: torch.device | str) -> ShapeSignal:
+        self.labels = self.labels.to(device)
+        self._full_batch = None
+        return self
+
+    # -- training ----------------------------------------------------------------------------
+    def _to_index(self, pts: torch.Tensor) -> torch.Tensor:
+        R = self.shape[0]
+        return ((pts + 1.0) * 0.5 * (R - 1)).round().long().clamp_(0, R - 1)
+
+    def sample(self, branches, budget, generator):
+        """A sub-grid of lattice nodes, about ``budget`` of them, half of them near the surface.
+
+        Each branch keeps the same fraction of its nodes (as ``grid.sample_branches``).
+        Split models: each branch draws distinct nodes from a mixture, ``1 -
+        near_fraction`` uniform and ``near_fraction`` Gaussian (std ``block_sigma``)
+        around ONE surface point per step shared by all branches, so the outer product
+        holds a block through the surface besides uniform slabs. Unsplit models: random
+        nodes, ``near_fraction`` of them near their own surface point (std
+        ``near_sigma``). Labels are the lattice labels: exact.
+        """
+        R = self.shape[0]
+        sizes = [R ** len(b) for b in branches]
+        if math.prod(sizes) <= budget:
+            key = (tuple(map(tuple, branches)), self.device)
+            if self._full_batch is None or self._full_batch[0] != key:
+                idx = torch.arange(R)
+                index = [torch.stack(torch.meshgrid(*[idx] * len(b), indexing="ij"), -1).reshape(-1, len(b)) for b in branches]
+                self._full_batch = (key, self._batch(branches, index))
+            return self._full_batch[1]
+        frac = (budget / math.prod(sizes)) ** (1.0 / len(branches))
+        o = self.options
+        anchor = self.anchors[torch.randint(len(self.anchors), (1,), generator=generator)][0]  # [3]
+        ax = torch.linspace(-1.0, 1.0, R)
+        index = []
+        for b, n_b in zip(branches, sizes):
+            m = max(1, min(n_b, round(n_b * frac)))
+            if len(branches) > 1:  # distinct nodes from the mixture: uniform + Gaussian around the anchor
+                g = [torch.exp(-0.5 * ((ax - anchor[d]) / o.block_sigma) ** 2) for d in b]
+                w = g[0] if len(g) == 1 else (g[0][:, None] * g[1][None, :]).reshape(-1)
+                for extra in g[2:]:
+                    w = (w[:, None] * extra[None, :]).reshape(-1)
+                w = (1.0 - o.near_fraction) / n_b + o.near_fraction * w / w.sum()
+                flat = torch.multinomial(w, m, replacement=False, generator=generator)
+                idx = torch.stack(torch.unravel_index(flat, [R] * len(b)), dim=-1)
+            else:  # unsplit: uniform nodes + nodes near many surface points (R^3 nodes: repeats are rare)
+                n_near = round(m * o.near_fraction)
+                uni = torch.randint(R, (m - n_near, len(b)), generator=generator)
+                centre = self.anchors[torch.randint(len(self.anchors), (n_near,), generator=generator)]
+                near = self._to_index(centre + torch.randn(n_near, 3, generator=generator) * o.near_sigma)
+                idx = torch.cat([uni, near], dim=0)
+            index.append(idx)
+        return self._batch(branches, index)
+
+    def _batch(self, branches, index):
+        R = self.shape[0]
+        dev = self.device
+        index = [i.to(dev) for i in index]
+        coords = [i.float() * (2.0 / (R - 1)) - 1.0 for i in index]
+        return coords, gather(self.labels, branches, index)
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.options.target == "occupancy":
+            return torch.nn.functional.binary_cross_entropy_with_logits(pred, target)
+        c = self.options.sdf_clamp
+        return torch.nn.functional.l1_loss(pred.clamp(-c, c), target)
+
+    def _inside(self, values: torch.Tensor) -> torch.Tensor:
+        return values > 0 if self.options.target == "occupancy" else values < 0
+
+    def quality(self, pred: torch.Tensor, target: torch.Tensor) -> float:
+        p = self._inside(pred.detach())
+        t = target > 0.5 if self.options.target == "occupancy" else target < 0
+        return _iou(p, t)
+
+    # -- evaluation and outputs -------------------------------------------------------------------
+    def _eval_points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Uniform and near-surface points (normalised frame) and their inside labels."""
+        if "points" not in self._cache:
+            rng = np.random.default_rng(self.options.seed + 1)
+            n = self.options.eval_points
+            uni = rng.uniform(-1.0, 1.0, (n, 3))
+            surf, _ = ml.sample_surface(self.mesh, n, self.options.seed + 2)
+            near = surf + rng.normal(0.0, 0.02, surf.shape)  # "surface + N(0, 0.01)" in a unit cube
+            self._cache["points"] = (uni, ml.inside(self.mesh, uni), near, ml.inside(self.mesh, near))
+        return self._cache["points"]
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
+        uni, uni_in, near, near_in = self._eval_points()
+        out = {
+            "iou": _iou(self._inside(_predict(model, uni)), torch.from_numpy(uni_in)),
+            "iou_near_surface": _iou(self._inside(_predict(model, near)), torch.from_numpy(near_in)),
+        }
+        mesh = self._extract(model)
+        out.update(mesh_metrics(mesh, self.mesh, self.options.eval_points, self.options.seed))
+        out["mesh_resolution"] = self.options.resolution
+        return out
+
+    def _extract(self, model: torch.nn.Module) -> ml.MeshData:
+        key = _fingerprint(model)
+        if self._cache.get("mesh_key") != key:
+            self._cache["mesh"] = extract_mesh(model, self.options.resolution, self.options.target)
+            self._cache["mesh_key"] = key
+        return self._cache["mesh"]
+
+    def write_outputs(self, model: torch.nn.Module, run_dir: Path) -> list[Path]:
+        mesh = self._extract(model)
+        return [_save_mesh(Path(run_dir) / "mesh.ply", mesh, self.center, self.scale)]
+
+    @staticmethod
+    def default_render_name(meta: dict[str, Any], *, resolution: int | None = None, **unused: Any) -> str:
+        return f"mesh_{resolution or meta['options']['resolution']}.ply"
+
+    @staticmethod
+    def render_run(model: torch.nn.Module, meta: dict[str, Any], out: Path, *, resolution: int | None = None,
+                   **unused: Any) -> Path:
+        """Re-extract the mesh of a fitted shape at ``resolution``^3, in the input's frame."""
+        bad = [k for k, v in unused.items() if v is not None]
+        if bad:
+            raise CoordfitError(f"a shape run does not take --{bad[0].replace('_', '-')} (use --resolution)")
+        res = resolution or meta["options"]["resolution"]
+        if not 8 <= res <= 2048:
+            raise CoordfitError(f"--resolution must be in [8, 2048], got {res}")
+        mesh = extract_mesh(model, res, meta["options"]["target"])
+        return _save_mesh(out, mesh, np.asarray(meta["center"]), float(meta["scale"]))
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _iou(pred: torch.Tensor, target: torch.Tensor) -> float:
+    p, t = pred.reshape(-1).bool().cpu(), target.reshape(-1).bool().cpu()
+    union = int((p | t).sum())
+    return 1.0 if union == 0 else int((p & t).sum()) / union
+
+
+def _fingerprint(model: torch.nn.Module) -> tuple:
+    with torch.no_grad():
+        return (id(model),) + tuple(float(p.double().sum()) for p in model.parameters())
+
+
+@torch.no_grad()
+def _predict(model: torch.nn.Module, points: np.ndarray, chunk: int = 1 << 16) -> torch.Tensor:
+    """Point-by-point model output at ``points [N, 3]`` -> ``[N]`` (CPU)."""
+    device = next(model.parameters()).device
+    pts = torch.from_numpy(points).float()
+    return torch.cat([model(pts[s : s + chunk].to(device))[:, 0].cpu() for s in range(0, len(pts), chunk)])
+
+
+@torch.no_grad()
+def field_volume(model: torch.nn.Module, resolution: int, chunk: int = 1 << 18) -> np.ndarray:
+    """The model's output on a ``resolution^3`` grid over [-1, 1]^3 -> ``float32 [R, R, R]``.
+
+    Evaluated through the split path (``grid.evaluate_grid``) in slabs of x, with a
+    progress bar when stdout is a terminal.
+    """
+    device = next(model.parameters()).device
+    ax = axis_coords(resolution, device)
+    vol = np.empty((resolution,) * 3, np.float32)
+    slab = max(1, chunk // (resolution * resolution))
+    starts = range(0, resolution, slab)
+    bar = _bar(len(starts), f"mesh {resolution}^3")
+    for s in starts:
+        vol[s : s + slab] = evaluate_grid(model, [ax[s : s + slab], ax, ax], chunk=chunk)[..., 0].cpu().numpy()
+        if bar:
+            bar[0].advance(bar[1])
+    if bar:
+        bar[0].stop()
+    return vol
+
+
+def _bar(total: int, label: str):
+    if not sys.stdout.isatty() or total < 4:
+        return None
+    from rich.progress import Progress
+
+    p = Progress(transient=True)
+    p.start()
+    return p, p.add_task(label, total=total)
+
+
+def extract_mesh(model: torch.nn.Module, resolution: int, target: Target) -> ml.MeshData:
+    """Marching cubes (scikit-image) on the model's field -> mesh in the normalised frame.
+
+    The surface is logit 0 (occupancy) or distance 0 (sdf); faces point outward. A field
+    with no zero crossing gives an empty mesh.
+    """
+    from skimage.measure import marching_cubes
+
+    vol = field_volume(model, resolution)
+    inside_positive = vol if target == "occupancy" else -vol
+    if not (inside_positive.max() > 0 > inside_positive.min()):
+        return ml.MeshData(np.zeros((0, 3)), np.zeros((0, 3), np.int64))
+    step = 2.0 / (resolution - 1)
+    verts, faces, _, _ = marching_cubes(inside_positive, level=0.0, spacing=(step, step, step),
+                                        gradient_direction="ascent")
+    return ml.MeshData(verts.astype(np.float64) - 1.0, faces.astype(np.int64))
+
+
+def _save_mesh(path: Path, mesh: ml.MeshData, center: np.ndarray, scale: float) -> Path:
+    """Write ``mesh`` (normalised frame) as binary PLY in the input's frame, atomically."""
+    import trimesh
+
+    out = trimesh.Trimesh(mesh.vertices / scale + center, mesh.faces, process=False)
+    return atomic_write(path, lambda p: out.export(p, file_type="ply"))
+
+
+def mesh_metrics(pred: ml.MeshData, ref: ml.MeshData, samples: int, seed: int = 0) -> dict[str, float | None]:
+    """Chamfer L1/L2 and normal consistency between two meshes (normalised frame).
+
+    ``samples`` area-uniform points on each; nearest neighbours by KD-tree both ways.
+    ``chamfer_l1`` = mean of the two mean distances, ``chamfer_l2`` the same with
+    squared distances, ``normal_consistency`` the mean |cos| between each point's face
+    normal and its neighbour's. ``None`` when the predicted mesh is empty.
+    """
+    from scipy.spatial import cKDTree
+
+    if len(pred.faces) == 0:
+        return {"chamfer_l1": None, "chamfer_l2": None, "normal_consistency": None}
+    pa, fa = ml.sample_surface(pred, samples, seed + 3)
+    pb, fb = ml.sample_surface(ref, samples, seed + 4)
+    na, nb = _face_normals(pred)[fa], _face_normals(ref)[fb]
+    d_ab, i_ab = cKDTree(pb).query(pa)
+    d_ba, i_ba = cKDTree(pa).query(pb)
+    cos = np.r_[np.abs((na * nb[i_ab]).sum(-1)), np.abs((nb * na[i_ba]).sum(-1))]
+    return {
+        "chamfer_l1": float(0.5 * (d_ab.mean() + d_ba.mean())),
+        "chamfer_l2": float(0.5 * ((d_ab**2).mean() + (d_ba**2).mean())),
+        "normal_consistency": float(cos.mean()),
+    }
+
+
+def _face_normals(mesh: ml.MeshData) -> np.ndarray:
+    v = mesh.vertices[mesh.faces]
+    n = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-20)
