@@ -50,5 +50,13 @@ for _p in (
     Preset("coordx-video-x+y+t", "video", "coordx", "CoordX video split x+y+t: random subsets of every axis per step",
            {"split": "x+y+t"}),
     Preset("siren-video", "video", "siren", "SIREN 5x256 on (t, y, x) with random point batches, Adam 1e-4"),
+    Preset("hashgrid-image", "image", "hashgrid", "instant-ngp hash grid L=16 F=2, N_max=size/2, 64x2 MLP; 8192 pixels a step (CPU-sized)",
+           {}, {"batch_points": 1 << 13}),
+    Preset("splitgrid-image", "image", "splitgrid", "split grid x+y: a 1-D grid per axis, rank-32 outer product, 16-wide MLP",
+           {"split": "x+y"}),
+    Preset("hashgrid-video", "video", "hashgrid", "instant-ngp hash grid on (t, y, x), T=2^19, random voxel batches",
+           {}, {"batch_points": 1 << 13}),
+    Preset("splitgrid-video-xy+t", "video", "splitgrid", "split grid xy+t: a 2-D frame grid times a 1-D time grid, rank 32",
+           {"split": "xy+t"}),
 ):
     register_preset(_p)

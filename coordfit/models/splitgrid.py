@@ -40,9 +40,9 @@ class SplitGridConfig:
     base_resolution: int = 16  # N_min: coarsest level
     max_resolution: float | None = None  # N_max (None: per branch, max of its axis sizes / 2)
     per_level_scale: float | None = None  # b (None: from N_min, N_max and L)
-    width: int = 64  # hidden width W of branch and post-fusion layers
-    rank: int = 4  # R: each branch emits W*R features; the product is summed over R
-    shared_layers: int = 1  # layers shared by all branches after each branch's own first layer
+    width: int = 16  # hidden width W of branch and post-fusion layers
+    rank: int = 32  # R: each branch emits W*R features; the product is summed over R
+    shared_layers: int = 0  # layers shared by all branches after each branch's own first layer
     post_layers: int = 2  # linear layers after the fusion (hidden + output)
     fusion: Literal["prod", "sum"] = "prod"  # outer product (CoordX) or outer sum
     fuse_before_activation: bool = True  # fuse the last branch layer's pre-activations, ReLU after
