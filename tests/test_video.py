@@ -18,6 +18,7 @@ from coordfit import TrainConfig
 from coordfit.errors import CoordfitError
 from coordfit.grid import axis_coords, branch_points, parse_split
 from coordfit.metrics import image_psnr
+from coordfit.presets import PRESETS
 from coordfit.signals import VideoSignal, load_signal
 from coordfit.signals.video import render_frames
 from coordfit_cli.main import app
@@ -187,6 +188,16 @@ def test_every_model_trains_on_video(signal: VideoSignal, name: str) -> None:
     assert r.metrics["psnr"] > before + 3, (before, r.metrics["psnr"])
 
 
+@pytest.mark.parametrize("preset", [p for p, v in PRESETS.items() if v.kind == "video"])
+def test_every_video_preset_trains(signal: VideoSignal, preset: str) -> None:
+    p = PRESETS[preset]
+    train = TrainConfig(**{**p.train_options, "steps": 3})
+    r = coordfit.fit(signal, p.model, kind="video", train=train, save=False, progress=False, **p.model_options)
+    assert r.metrics["steps"] == 3 and np.isfinite(r.metrics["psnr"])
+    if "split" in p.model_options:
+        assert r.model.branches == parse_split(p.model_options["split"], signal.axes)
+
+
 @pytest.mark.parametrize("split,floor", [("xy+t", 24.0), ("x+y+t", 24.0)])
 def test_coordx_splits_cross_a_psnr_floor(signal: VideoSignal, split: str, floor: float) -> None:
     r = coordfit.fit(signal, "coordx", kind="video", train=TrainConfig(steps=150, lr=1e-3, grid_batch=1024),
@@ -344,6 +355,18 @@ def test_cli_bad_input_is_one_line_and_exit_2(runner, clip_mp4: Path, tmp_path: 
     assert res.stderr.startswith("error: ") and message in res.stderr and res.stderr.count("\n") == 1
     assert "Traceback" not in res.output
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_cli_as_a_real_process_reports_bad_input_in_one_line(tmp_path: Path) -> None:
+    import shutil
+
+    exe = shutil.which("coordfit")
+    if exe is None:
+        pytest.skip("the coordfit console script is not installed (pip install -e .)")
+    (tmp_path / "junk.mp4").write_bytes(b"\x00" * 300)
+    res = subprocess.run([exe, "video", str(tmp_path / "junk.mp4"), "--no-progress"], capture_output=True, text=True)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.startswith("error: cannot read") and res.stderr.count("\n") == 1, res.stderr
 
 
 # -- real data (opt-in) --------------------------------------------------------------------
