@@ -58,5 +58,11 @@ for _p in (
            {}, {"batch_points": 1 << 13}),
     Preset("splitgrid-video-xy+t", "video", "splitgrid", "split grid xy+t: a 2-D frame grid times a 1-D time grid, rank 32",
            {"split": "xy+t"}),
+    Preset("coordx-shape", "shape", "coordx", "CoordX x+y+z on occupancy: 32k-node sub-grids, half near the surface",
+           {"split": "x+y+z"}, {"grid_batch": 1 << 15}),
+    Preset("coordx-shape-xy+z", "shape", "coordx", "CoordX xy+z on occupancy: random xy nodes x random z values",
+           {"split": "xy+z"}, {"grid_batch": 1 << 15}),
+    Preset("siren-shape", "shape", "siren", "SIREN 5x256 on occupancy, random points (half near the surface)",
+           {}, {"batch_points": 1 << 14}),
 ):
     register_preset(_p)

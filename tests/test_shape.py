@@ -19,6 +19,7 @@ from coordfit import TrainConfig
 from coordfit.errors import CoordfitError
 from coordfit.grid import axis_coords, branch_points, evaluate_grid, parse_split
 from coordfit.models.registry import model_entry
+from coordfit.presets import PRESETS
 from coordfit.signals import ShapeSignal
 from coordfit.signals import mesh_labels as ml
 from coordfit.signals.shape import extract_mesh, field_volume
@@ -157,6 +158,15 @@ def test_every_model_trains_on_a_shape(sphere: ShapeSignal, name: str) -> None:
     assert 0.0 <= r.metrics["iou"] <= 1.0 and 0.0 <= r.metrics["iou_near_surface"] <= 1.0
 
 
+@pytest.mark.parametrize("preset", [p for p, v in PRESETS.items() if v.kind == "shape"])
+def test_every_shape_preset_trains(sphere: ShapeSignal, preset: str) -> None:
+    p = PRESETS[preset]
+    train = TrainConfig(**{**p.train_options, "steps": 5})
+    train.grid_batch, train.batch_points = min(train.grid_batch, 3000), min(train.batch_points, 3000)
+    r = coordfit.fit(sphere, p.model, train=train, save=False, progress=False, **{**p.model_options, "width": 16})
+    assert r.metrics["steps"] == 5 and math.isfinite(r.metrics["final_loss"])
+
+
 @pytest.mark.parametrize("spec", ["x+y+z", "xy+z"])
 def test_split_grid_equals_pointwise(sphere: ShapeSignal, spec: str) -> None:
     torch.manual_seed(0)
@@ -257,6 +267,7 @@ def test_cli_shape_default_primitive_then_render(runner, tmp_path: Path) -> None
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["signal"]["source"] == "primitive:torus" and cfg["split"] == "x+y+z"
     assert (out / "mesh.ply").is_file() and "iou" in json.loads((out / "metrics.json").read_text())
+    assert (out / "log.csv").read_text().splitlines()[0] == "step,seconds,loss,psnr"  # the core's header; holds IoU
     res = runner.invoke(app, ["render", str(out), "--resolution", "24", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert (out / "mesh_24.ply").is_file()
