@@ -33,4 +33,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Running this file directly would build a second `app` that the command modules do
+    # not register on; go through the package module instead.
+    from coordfit_cli.main import main as _main
+
+    _main()

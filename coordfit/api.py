@@ -184,7 +184,9 @@ def render(run: Run | str | Path, out: str | Path | None = None, **options: Any)
     """Render a fitted run to a file; options depend on the signal kind.
 
     Images take ``scale`` or ``size=(W, H)`` and write a PNG (default
-    ``<run>/render_<W>x<H>.png``). An existing file is never overwritten.
+    ``<run>/render_<W>x<H>.png``); videos take ``scale``, ``size=(W, H[, T])``,
+    ``frames`` and ``fps`` and write an MP4; shapes take ``resolution`` and write a PLY
+    mesh. An existing file is never overwritten.
     """
     if not isinstance(run, Run):
         run = load(run)

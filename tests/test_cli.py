@@ -106,7 +106,7 @@ def test_checkpoint_from_another_model_via_cli(runner, image_png: Path, tmp_path
 
 def test_real_subprocess(image_png: Path, tmp_path: Path) -> None:
     exe = shutil.which("coordfit")
-    cmd = [exe] if exe else [sys.executable, "-m", "coordfit_cli.main"]
+    cmd = [exe] if exe else [sys.executable, "-m", "coordfit_cli"]
     out = tmp_path / "sub"
     proc = subprocess.run(cmd + ["image", str(image_png), "--out", str(out), *FAST], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
