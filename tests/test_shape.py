@@ -65,6 +65,16 @@ def test_fast_winding_number_matches_the_exact_sum() -> None:
     assert ml.inside(mesh, rng.uniform(-1, 1, (100_000, 3))).mean() == pytest.approx(expected, rel=0.03)
 
 
+def test_without_libigl_the_exact_sum_is_used_or_refused(monkeypatch) -> None:
+    mesh = _normed("primitive:box")
+    pts = np.random.default_rng(2).uniform(-1, 1, (200, 3))
+    monkeypatch.setattr(ml, "_igl", lambda quiet=False: None)
+    np.testing.assert_array_equal(ml.winding_numbers(mesh, pts), ml.winding_numbers_exact(mesh, pts))
+    monkeypatch.setattr(ml, "_EXACT_LIMIT", 100)
+    with pytest.raises(CoordfitError, match="libigl"):
+        ml.winding_numbers(mesh, pts)
+
+
 def test_coarse_to_fine_labels_equal_pointwise_labels() -> None:
     R = 29
     for source in ("primitive:torus", "primitive:box"):

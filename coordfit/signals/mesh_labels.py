@@ -144,6 +144,7 @@ def normalise(mesh: MeshData, margin: float) -> tuple[MeshData, np.ndarray, floa
 
 # -- winding numbers ----------------------------------------------------------------------
 _IGL_WARNED = False
+_EXACT_LIMIT = 2e10  # points x faces beyond which the exact fallback is refused (~hours on a CPU)
 
 
 def _igl(quiet: bool = False):
@@ -188,6 +189,11 @@ def winding_numbers(mesh: MeshData, points: np.ndarray) -> np.ndarray:
         return np.zeros(0)
     igl = _igl()
     if igl is None:
+        if len(points) * len(mesh.faces) > _EXACT_LIMIT:
+            raise CoordfitError(
+                f"labelling {len(points):,} points against {len(mesh.faces):,} faces needs libigl's fast winding "
+                "number (pip install libigl); the exact fallback would take hours"
+            )
         return winding_numbers_exact(mesh, points)
     return np.asarray(igl.fast_winding_number(np.ascontiguousarray(mesh.vertices), np.ascontiguousarray(mesh.faces), points))
 
