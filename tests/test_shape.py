@@ -75,6 +75,16 @@ def test_without_libigl_the_exact_sum_is_used_or_refused(monkeypatch) -> None:
         ml.winding_numbers(mesh, pts)
 
 
+@pytest.mark.parametrize("suffix", [".obj", ".ply", ".stl", ".off", ".glb"])
+def test_every_mesh_format_reads_back(tmp_path: Path, suffix: str) -> None:
+    box = trimesh.creation.box(extents=(2.0, 1.0, 0.5))
+    path = tmp_path / f"box{suffix}"
+    box.export(path)
+    mesh = ml.read_mesh(path)
+    assert len(mesh.faces) == 12
+    np.testing.assert_allclose(mesh.to_trimesh().volume, 1.0, rtol=1e-6)
+
+
 def test_coarse_to_fine_labels_equal_pointwise_labels() -> None:
     R = 29
     for source in ("primitive:torus", "primitive:box"):

@@ -195,7 +195,8 @@ def winding_numbers(mesh: MeshData, points: np.ndarray) -> np.ndarray:
                 "number (pip install libigl); the exact fallback would take hours"
             )
         return winding_numbers_exact(mesh, points)
-    return np.asarray(igl.fast_winding_number(np.ascontiguousarray(mesh.vertices), np.ascontiguousarray(mesh.faces), points))
+    fwn = getattr(igl, "fast_winding_number", None) or igl.fast_winding_number_for_meshes  # libigl >= 2.6 / older
+    return np.asarray(fwn(np.ascontiguousarray(mesh.vertices), np.ascontiguousarray(mesh.faces), points))
 
 
 def inside(mesh: MeshData, points: np.ndarray) -> np.ndarray:
