@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=4)
     parser.add_argument("--inputs", type=int, default=4)
     parser.add_argument("--out", default="nvs_strip.png")
+    parser.add_argument("--zoom", type=int, default=3, help="nearest-neighbour enlargement of the PNG")
     args = parser.parse_args()
 
     model, _ = load_model(args.checkpoint)
@@ -42,7 +43,8 @@ def main() -> None:
                 print(f"scene {i}: {v + 1} inputs, PSNR {float(psnr(pred, imgs[0, -1])):.2f} dB")
         tile.append(imgs[0, -1])
         rows.append(torch.cat(tile, dim=2))
-    strip = torch.cat(rows, dim=1).permute(1, 2, 0).clamp(0, 1).numpy()
+    strip = torch.cat(rows, dim=1).repeat_interleave(args.zoom, 1).repeat_interleave(args.zoom, 2)
+    strip = strip.permute(1, 2, 0).clamp(0, 1).numpy()
     iio.imwrite(args.out, (strip * 255).round().astype(np.uint8))
     print(f"wrote {args.out}: inputs | renders with 1..{args.inputs} inputs | ground truth")
 

@@ -11,9 +11,11 @@ calls, synchronising the device around each):
   efficient-lvsm from scratch vs recomputing lvsm.
 * ``attention``: one attention call (2 heads of 64 channels, tokens on one square grid)
   with full attention (SDPA, and the explicit softmax matrix for reference) vs QuadTree
-  A and B; time and peak memory. On CPU the peak is the growth of the process's
-  maximum resident set during the call, measured in a fresh process per row; on CUDA
-  it is ``max_memory_allocated``.
+  A and B; time and peak memory above what the inputs already hold. On CUDA the peak is
+  ``max_memory_allocated``; on Linux CPUs it is the resident-set high-water mark
+  (``VmHWM``, reset through ``/proc/self/clear_refs`` after ``malloc_trim``) minus the
+  resident set before the call, in a fresh process per row so earlier rows' freed
+  memory cannot hide in the allocator.
 """
 
 from __future__ import annotations
@@ -115,8 +117,6 @@ def _model_tables(cfg: BenchConfig, device: torch.device, log: Callable[[str], N
 
 def _attention_row(kind: str, n: int, cfg: BenchConfig, device_name: str, threads: int) -> dict[str, Any]:
     """One attention measurement (run in a fresh process on CPU so peak memory is its own)."""
-    import resource
-
     torch.set_num_threads(threads)
     device = torch.device(device_name)
     side = int(math.isqrt(n))
@@ -137,14 +137,45 @@ def _attention_row(kind: str, n: int, cfg: BenchConfig, device_name: str, thread
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
         call()
-        peak = torch.cuda.max_memory_allocated(device) - before
+        peak: float | None = torch.cuda.max_memory_allocated(device) - before
     else:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        before = _reset_rss_peak()
         call()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        peak = _rss_peak() - before if before is not None else None
     ms = _time(call, device, cfg.repeats)
-    return {"tokens": side * side, "kind": kind, "ms": round(ms, 2), "peak_mib": round(peak / 2**20, 1),
+    peak_mib = round(peak / 2**20, 1) if peak is not None else None
+    return {"tokens": side * side, "kind": kind, "ms": round(ms, 2), "peak_mib": peak_mib,
             "levels": levels if "quadtree" in kind else 1, "topk": topk if "quadtree" in kind else None}
+
+
+def _status_kib(field_name: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"{field_name} not in /proc/self/status")
+
+
+def _reset_rss_peak() -> int | None:
+    """Return the resident set now after resetting its high-water mark (None off Linux)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status_kib("VmRSS")
+    except OSError:
+        return None
+
+
+def _rss_peak() -> int:
+    return _status_kib("VmHWM")
 
 
 def _attention_table(cfg: BenchConfig, device: torch.device, log: Callable[[str], None]) -> list[dict[str, Any]]:
@@ -160,7 +191,7 @@ def _attention_table(cfg: BenchConfig, device: torch.device, log: Callable[[str]
             else:
                 row = _attention_row(kind, n, cfg, str(device), threads)
             rows.append(row)
-            log(f"attention {row['tokens']:>6} tokens {kind:<12} {row['ms']:9.1f} ms  peak {row['peak_mib']:8.1f} MiB")
+            log(f"attention {row['tokens']:>6} tokens {kind:<12} {row['ms']:9.1f} ms  peak {row['peak_mib']} MiB")
     return rows
 
 
@@ -197,5 +228,6 @@ def format_tables(result: dict[str, Any]) -> str:
     lines += [f"| {r['views']} | {r['kv_cache_ms']} | {r['efficient_recompute_ms']} | {r['lvsm_recompute_ms']} | "
               f"{r['speedup_vs_recompute']}x | {r['speedup_vs_lvsm']}x |" for r in result["add_one_view"]]
     lines += ["", "| tokens | attention | ms | peak MiB |", "|---:|---|---:|---:|"]
-    lines += [f"| {r['tokens']} | {r['kind']} | {r['ms']} | {r['peak_mib']} |" for r in result["attention"]]
+    lines += [f"| {r['tokens']} | {r['kind']} | {r['ms']} | {'n/a' if r['peak_mib'] is None else r['peak_mib']} |"
+              for r in result["attention"]]
     return "\n".join(lines)
