@@ -259,9 +259,15 @@ def test_equal_parameter_matching():
 def test_cli_report_and_merge(reports, runner, tmp_path):
     from coordfit_cli.main import app
 
+    import subprocess
+    import sys
+
     _, out = reports
-    res = runner.invoke(app, ["report", "merge", str(out["s1"]), str(out["s2"]), "--out", str(tmp_path / "m")])
-    assert res.exit_code == 0, res.output
+    # once as a real process: the installed entry module, exit code, where results went
+    proc = subprocess.run([sys.executable, "-m", "coordfit_cli.main", "report", "merge", str(out["s1"]),
+                           str(out["s2"]), "--out", str(tmp_path / "m")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert str(tmp_path / "m" / "report.md") in proc.stdout.replace("\n", "")
     assert (tmp_path / "m" / "report.html").is_file()
     res = runner.invoke(app, ["report", "merge", str(tmp_path / "nothing"), "--out", str(tmp_path / "m2")])
     assert res.exit_code == 2 and "error:" in res.output and "Traceback" not in res.output
