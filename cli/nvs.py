@@ -117,12 +117,15 @@ def eval_cmd(
 ) -> None:
     """PSNR/SSIM on held-out views beside nearest-view and mean-of-inputs baselines."""
     from coordfit.device import resolve_device
+    from coordfit.errors import CoordfitError
     from coordfit.io import write_json
     from coordfit.nvs.data import held_out_scenes
     from coordfit.nvs.evaluate import evaluate
     from coordfit.nvs.registry import load_model
     from coordfit.nvs.scenes import load_scenes
 
+    if json_out is not None and json_out.exists():
+        raise CoordfitError(f"--json {json_out} exists; choose a new file")
     model, info = load_model(checkpoint)
     held = load_scenes(scenes) if scenes is not None else held_out_scenes(count, views, size)
     normalize = bool(info.get("normalize_poses", False))
@@ -136,7 +139,9 @@ def eval_cmd(
 @nvs_app.command("bench")
 @handle_errors
 def bench_cmd(
-    out: Path = typer.Option(Path("nvs_bench.json"), "--out", help="JSON file for the results."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="New JSON file for the results (default runs/nvs/bench/<time>/bench.json)."
+    ),
     views: Optional[list[int]] = typer.Option(None, "--views", help="Input view counts (repeat the option)."),
     tokens: Optional[list[int]] = typer.Option(None, "--tokens", help="Token counts for the attention bench."),
     width: int = typer.Option(128, "--width"),
@@ -158,6 +163,12 @@ def bench_cmd(
     _threads(threads)
     if any(int(v) < 1 for v in views or []) or any(int(t) < 4 for t in tokens or []):
         raise CoordfitError("--views must be >= 1 and --tokens >= 4")
+    if out is None:
+        from coordfit.io import new_run_dir
+
+        out = new_run_dir("nvs", "bench") / "bench.json"
+    elif out.exists():
+        raise CoordfitError(f"--out {out} exists; choose a new file")
     cfg = BenchConfig(width=width, head_dim=head_dim, depth=depth, targets=targets, repeats=repeats, isolate=isolate)
     if views:
         cfg.views = list(views)

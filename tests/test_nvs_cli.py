@@ -81,6 +81,7 @@ def test_bench_writes_json(tmp_path):
     assert [r["views"] for r in result["inference"]] == [2]
     assert {r["kind"] for r in result["attention"]} == {"full", "full-matrix", "quadtree-a", "quadtree-b"}
     assert all(r["ms"] > 0 for r in result["attention"])
+    _bad(["bench", "--out", out], "exists")  # results are never overwritten
 
 
 def test_cli_as_a_real_subprocess(tmp_path):
