@@ -272,6 +272,11 @@ def test_cli_image_hashgrid(runner, image_png: Path, tmp_path: Path) -> None:
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["model"] == "hashgrid" and metrics["steps"] == 60
     assert metrics["psnr"] > 25.0
+    res = runner.invoke(app, ["render", str(out), "--size", "20x16", "--device", "cpu"])  # reload, any size
+    assert res.exit_code == 0, res.output
+    import imageio.v3 as iio
+
+    assert iio.imread(out / "render_20x16.png").shape == (16, 20, 3)
     res = runner.invoke(app, ["image", str(image_png), "--model", "hashgrid", "-o", "levels=0", "--out",
                               str(tmp_path / "bad"), "--steps", "1"])
     assert res.exit_code == 2 and "levels must be positive" in res.output
