@@ -41,7 +41,8 @@ class ShapeOptions:
     label_resolution: int = 128  # R: training points are the nodes of an R^3 lattice, labelled exactly
     resolution: int = 256  # marching-cubes grid of mesh.ply (and of the chamfer/normal metrics)
     margin: float = 0.05  # the longest side of the mesh spans [-1 + margin, 1 - margin]
-    near_fraction: float = 0.5  # share of each step's draws placed near the surface
+    near_fraction: float = 0.5  # unsplit models: share of each step's points placed near the surface
+    block_fraction: float = 0.25  # split models: share of each branch's draws around the step's surface point
     near_sigma: float = 0.02  # unsplit models: std of the offsets of near-surface points from the surface
     block_sigma: float = 0.1  # split models: std of each axis's draws around one surface point per step
     sdf_clamp: float = 0.1  # sdf target: distances truncated to +-this (normalised units)
@@ -56,8 +57,9 @@ class ShapeOptions:
                 raise CoordfitError(f"--{name.replace('_', '-')} must be in [8, 2048], got {getattr(self, name)}")
         if not 0.0 <= self.margin < 0.5:
             raise CoordfitError(f"margin must be in [0, 0.5), got {self.margin}")
-        if not 0.0 <= self.near_fraction <= 1.0:
-            raise CoordfitError(f"near-fraction must be in [0, 1], got {self.near_fraction}")
+        for name in ("near_fraction", "block_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise CoordfitError(f"{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
         for name in ("near_sigma", "block_sigma", "sdf_clamp"):
             if not getattr(self, name) > 0:
                 raise CoordfitError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
@@ -148,7 +150,7 @@ class ShapeSignal(Signal):
 
         Each branch keeps the same fraction of its nodes (as ``grid.sample_branches``).
         Split models: each branch draws distinct nodes from a mixture, ``1 -
-        near_fraction`` uniform and ``near_fraction`` Gaussian (std ``block_sigma``)
+        block_fraction`` uniform and ``block_fraction`` Gaussian (std ``block_sigma``)
         around ONE surface point per step shared by all branches, so the outer product
         holds a block through the surface besides uniform slabs. Unsplit models: random
         nodes, ``near_fraction`` of them near their own surface point (std
@@ -175,7 +177,7 @@ class ShapeSignal(Signal):
                 w = g[0] if len(g) == 1 else (g[0][:, None] * g[1][None, :]).reshape(-1)
                 for extra in g[2:]:
                     w = (w[:, None] * extra[None, :]).reshape(-1)
-                w = (1.0 - o.near_fraction) / n_b + o.near_fraction * w / w.sum()
+                w = (1.0 - o.block_fraction) / n_b + o.block_fraction * w / w.sum()
                 flat = torch.multinomial(w, m, replacement=False, generator=generator)
                 idx = torch.stack(torch.unravel_index(flat, [R] * len(b)), dim=-1)
             else:  # unsplit: uniform nodes + nodes near many surface points (R^3 nodes: repeats are rare)
