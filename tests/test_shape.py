@@ -143,24 +143,44 @@ def test_sdf_labels_are_the_truncated_signed_distance() -> None:
 
 
 # -- sampling ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("spec", ["x+y+z", "xy+z", "xyz"])
-def test_sampled_labels_are_exact_and_biased_to_the_surface(sphere: ShapeSignal, spec: str) -> None:
-    branches = parse_split(spec, sphere.axes)
-    gen = torch.Generator().manual_seed(0)
-    parts, target = sphere.sample(branches, 3000, gen)
-    assert [p.shape[1] for p in parts] == [len(b) for b in branches]
-    assert target.shape == (*[p.shape[0] for p in parts], 1)
-    assert 0.3 * 3000 < target.numel() < 1.5 * 3000
-    # the target at each sampled coordinate is the inside test at that coordinate
+def _sampled_points(signal: ShapeSignal, branches, parts, target) -> torch.Tensor:
     pts = torch.zeros(target.numel(), 3)
     mesh_idx = torch.meshgrid(*[torch.arange(p.shape[0]) for p in parts], indexing="ij")
     for b, p, m in zip(branches, parts, mesh_idx):
         pts[:, list(b)] = p[m.reshape(-1)]
+    return pts  # [n_1 * ... * n_k, 3] in the target's order
+
+
+@pytest.mark.parametrize("spec", ["x+y+z", "xy+z", "xyz"])
+def test_sampled_labels_are_exact(sphere: ShapeSignal, spec: str) -> None:
+    branches = parse_split(spec, sphere.axes)
+    parts, target = sphere.sample(branches, 3000, torch.Generator().manual_seed(0))
+    assert [p.shape[1] for p in parts] == [len(b) for b in branches]
+    assert target.shape == (*[p.shape[0] for p in parts], 1)
+    assert 0.5 * 3000 < target.numel() < 1.5 * 3000
+    pts = _sampled_points(sphere, branches, parts, target)
     inside = ml.inside(sphere.mesh, pts.double().numpy())
     np.testing.assert_array_equal(target.reshape(-1).numpy() > 0.5, inside)
-    # closer to the surface than uniform draws (mean |r - R| of uniform nodes is ~0.35)
-    gap = (pts.norm(dim=1) - SPHERE_R).abs().mean()
-    assert gap < 0.3, gap
+
+
+def test_surface_bias_puts_more_sampled_nodes_near_the_surface() -> None:
+    def near_share(fraction: float) -> dict[str, float]:
+        s = ShapeSignal.load("primitive:sphere", label_resolution=48, resolution=16, eval_points=500,
+                             near_fraction=fraction, block_fraction=fraction)
+        out = {}
+        for spec in ("x+y+z", "xy+z", "xyz"):
+            branches, shares = parse_split(spec, s.axes), []
+            for seed in range(6):
+                parts, target = s.sample(branches, 3000, torch.Generator().manual_seed(seed))
+                r = _sampled_points(s, branches, parts, target).norm(dim=1)
+                shares.append(float(((r - SPHERE_R).abs() < 0.1).float().mean()))
+            out[spec] = float(np.mean(shares))
+        return out
+
+    biased, uniform = near_share(1.0), near_share(0.0)
+    for spec in biased:  # uniform nodes: ~0.26 of them within 0.1 of the sphere
+        assert biased[spec] > uniform[spec] + 0.04, (spec, biased, uniform)
+    assert biased["xyz"] > 0.95
 
 
 def test_whole_lattice_when_it_fits_the_budget(sphere: ShapeSignal) -> None:
