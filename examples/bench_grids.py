@@ -27,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from coordfit.grid import GridInfo, axis_coords, evaluate_grid
+from coordfit.grid import axis_coords, evaluate_grid
 from coordfit.models import create_model
 from coordfit.signals.base import GridSignal
 from coordfit.train import TrainConfig, Trainer
