@@ -34,6 +34,7 @@ Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")
 Out = Annotated[Optional[Path], typer.Option("--out", help="Run folder (must be new or empty) (default: runs/<kind>/<model>/<time>/).")]
 Resume = Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder (--steps is the new total).")]
 CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints (0: end and Ctrl-C only).")]
+Backend = Annotated[Optional[str], typer.Option("--backend", help="Grid models: torch, or tcnn (tinycudann on CUDA; falls back to torch with a warning).")]
 Progress = Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar (default: when stdout is a terminal).")]
 
 
@@ -61,6 +62,7 @@ def run_fit(
     checkpoint_every: int,
     progress: bool | None,
     signal_options: dict[str, Any] | None = None,
+    backend: str | None = None,
 ) -> coordfit.FitResult:
     """Build the configs from CLI flags, call :func:`coordfit.fit` (or resume), print a summary."""
     try:
@@ -82,7 +84,8 @@ def run_fit(
                 model_options.update(p.model_options)
                 train_options.update(p.train_options)
             model = model or "coordx"
-            for key, value in (("split", split), ("width", width), ("layers", layers), ("rank", rank)):
+            for key, value in (("split", split), ("width", width), ("layers", layers), ("rank", rank),
+                               ("backend", backend)):
                 if value is not None:
                     model_options[key] = value
             model_options.update(parse_options(options))

@@ -38,6 +38,7 @@ def image_cmd(
     out: F.Out = None,
     resume: F.Resume = None,
     checkpoint_every: F.CheckpointEvery = 500,
+    backend: F.Backend = None,
     progress: F.Progress = None,
 ) -> None:
     """Fit an image; writes reconstruction.png, metrics.json, model.safetensors, log.csv."""
@@ -45,7 +46,7 @@ def image_cmd(
         "image", path, model=model, preset=preset, split=split, width=width, layers=layers, rank=rank,
         options=option, steps=steps, time_budget=time_budget, target_psnr=target_psnr, lr=lr,
         grid_batch=grid_batch, batch_points=batch_points, seed=seed, device=device, out=out,
-        resume=resume, checkpoint_every=checkpoint_every, progress=progress,
+        resume=resume, checkpoint_every=checkpoint_every, progress=progress, backend=backend,
         signal_options={"alpha": alpha},
     )
 

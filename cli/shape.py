@@ -38,6 +38,7 @@ def shape_cmd(
     out: F.Out = None,
     resume: F.Resume = None,
     checkpoint_every: F.CheckpointEvery = 500,
+    backend: F.Backend = None,
     progress: F.Progress = None,
 ) -> None:
     """Fit a 3D shape; writes mesh.ply (input frame), metrics.json (IoU, chamfer), model.safetensors, log.csv."""
@@ -45,7 +46,7 @@ def shape_cmd(
         "shape", path, model=model, preset=preset, split=split, width=width, layers=layers, rank=rank,
         options=option, steps=steps, time_budget=time_budget, target_psnr=target_psnr, lr=lr,
         grid_batch=grid_batch, batch_points=batch_points, seed=seed, device=device, out=out,
-        resume=resume, checkpoint_every=checkpoint_every, progress=progress,
+        resume=resume, checkpoint_every=checkpoint_every, progress=progress, backend=backend,
         signal_options={"target": target, "resolution": resolution, "label_resolution": label_resolution,
                         "sdf_clamp": sdf_clamp, "eval_points": eval_points},
     )

@@ -53,6 +53,7 @@ def video_cmd(
     out: F.Out = None,
     resume: F.Resume = None,
     checkpoint_every: F.CheckpointEvery = 500,
+    backend: F.Backend = None,
     progress: F.Progress = None,
 ) -> None:
     """Fit a video; writes reconstruction.mp4, metrics.json, model.safetensors, log.csv.
@@ -65,6 +66,6 @@ def video_cmd(
         "video", path, model=model, preset=preset, split=split, width=width, layers=layers, rank=rank,
         options=option, steps=steps, time_budget=time_budget, target_psnr=target_psnr, lr=lr,
         grid_batch=grid_batch, batch_points=batch_points, seed=seed, device=device, out=out,
-        resume=resume, checkpoint_every=checkpoint_every, progress=progress,
+        resume=resume, checkpoint_every=checkpoint_every, progress=progress, backend=backend,
         signal_options={k: v for k, v in signal_options.items() if v is not None},
     )

@@ -122,3 +122,16 @@ def test_help_is_clear(runner) -> None:
     assert res.exit_code == 0
     for flag in ("--model", "--split", "--steps", "--time-budget", "--target-psnr", "--resume", "--device", "--out"):
         assert flag in res.stdout
+
+
+def test_backend_flag_reaches_grid_models_and_is_refused_elsewhere(runner, image_png: Path, tmp_path: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        res = runner.invoke(app, ["image", str(image_png), "--model", "hashgrid", "--backend", "tcnn",
+                                  "--out", str(tmp_path / "h"), "--steps", "2", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "h" / "config.json").read_text())["model_config"]["backend"] == "tcnn"
+    res = runner.invoke(app, ["image", str(image_png), "--backend", "tcnn", "--steps", "2"])
+    assert res.exit_code == 2 and "no option 'backend'" in res.stderr
