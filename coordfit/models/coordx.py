@@ -17,13 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
 from torch import nn
 
 from ..errors import CoordfitError
 from ..grid import GridInfo
-from .base import CoordNet, positive
-from .fusion import fuse_grid, fuse_points
+from .base import positive
+from .fusion import SplitNet
 from .layers import Sine, make_encoding, mlp
 from .registry import register_model
 
@@ -66,7 +65,7 @@ class CoordXConfig:
     lr=1e-4,
     splittable=True,
 )
-class CoordX(CoordNet):
+class CoordX(SplitNet):
     def __init__(self, config: CoordXConfig, info: GridInfo) -> None:
         super().__init__(config, info)
         c = config
@@ -96,25 +95,6 @@ class CoordX(CoordNet):
         self.post_act = (Sine(c.w0) if act == "sine" else nn.ReLU()) if (c.fuse_before_activation and not c.full_split) else nn.Identity()
         self.post = mlp(post_dims, act, c.w0, first=False, last_activation=False) if post_dims else nn.Sequential()
         self._fused_width = fused_width
-
-    # -- the two evaluation paths ------------------------------------------------------
-    def branch_features(self, parts: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Per branch ``[n_b, d_b]`` -> pre-fusion features ``[n_b, M*R]`` (shared layers run once)."""
-        hs = [first(enc(p)) for p, enc, first in zip(parts, self.encoders, self.first)]
-        sizes = [h.shape[0] for h in hs]
-        h = self.shared(torch.cat(hs, dim=0)) if len(self.shared) else torch.cat(hs, dim=0)
-        return list(h.split(sizes, dim=0))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, D] -> [N, C]
-        feats = self.branch_features([x[:, list(b)] for b in self.branches])
-        return self._finish(fuse_points(feats, self._fused_width, self.config.rank, self.config.fusion))
-
-    def forward_grid(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:  # -> [n_1, ..., n_k, C]
-        feats = self.branch_features(parts)
-        return self._finish(fuse_grid(feats, self._fused_width, self.config.rank, self.config.fusion))
-
-    def _finish(self, fused: torch.Tensor) -> torch.Tensor:  # fused features [..., W] -> [..., C]
-        return self.post(self.post_act(fused))
 
     # -- cost model ---------------------------------------------------------------------
     def flops_per_sample(self, shape: Sequence[int] | None = None) -> float:

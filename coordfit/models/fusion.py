@@ -12,7 +12,9 @@ from typing import Literal
 
 import torch
 
-__all__ = ["fuse_points", "fuse_grid"]
+from .base import CoordNet
+
+__all__ = ["fuse_points", "fuse_grid", "SplitNet"]
 
 Fusion = Literal["prod", "sum"]
 
@@ -45,3 +47,34 @@ def _reduce_rank(fused: torch.Tensor, width: int, rank: int) -> torch.Tensor:
     if rank == 1:
         return fused
     return fused.reshape(*fused.shape[:-1], width, rank).sum(-1)
+
+
+class SplitNet(CoordNet):
+    """A split model: per-branch ``encoders`` and ``first`` layers, ``shared`` layers run
+    once on every branch's points, fusion, then ``post_act`` and ``post`` on the fused grid.
+
+    Subclasses build those modules and set ``_fused_width`` (W); ``config`` carries
+    ``rank`` and ``fusion``. Both evaluation paths live here so they stay equal.
+    """
+
+    _fused_width: int
+
+    def branch_features(self, parts: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Per branch ``[n_b, d_b]`` -> pre-fusion features ``[n_b, W*R]`` (shared layers run once)."""
+        hs = [first(enc(p)) for p, enc, first in zip(parts, self.encoders, self.first)]
+        sizes = [h.shape[0] for h in hs]
+        h = torch.cat(hs, dim=0)
+        if len(self.shared):
+            h = self.shared(h)
+        return list(h.split(sizes, dim=0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, D] -> [N, C]
+        feats = self.branch_features([x[:, list(b)] for b in self.branches])
+        return self._finish(fuse_points(feats, self._fused_width, self.config.rank, self.config.fusion))
+
+    def forward_grid(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:  # -> [n_1, ..., n_k, C]
+        feats = self.branch_features(parts)
+        return self._finish(fuse_grid(feats, self._fused_width, self.config.rank, self.config.fusion))
+
+    def _finish(self, fused: torch.Tensor) -> torch.Tensor:  # fused features [..., W] -> [..., C]
+        return self.post(self.post_act(fused))

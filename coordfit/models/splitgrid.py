@@ -17,13 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
 from torch import nn
 
 from ..errors import CoordfitError
 from ..grid import GridInfo
-from .base import CoordNet, one_of, positive
-from .fusion import fuse_grid, fuse_points
+from .base import one_of, positive
+from .fusion import SplitNet
 from .grid_encoding import MultiresGrid
 from .hashgrid import grid_encoding_config, relu_mlp
 from .registry import register_model
@@ -67,7 +66,7 @@ class SplitGridConfig:
     adam={"betas": (0.9, 0.99), "eps": 1e-15},
     splittable=True,
 )
-class SplitGrid(CoordNet):
+class SplitGrid(SplitNet):
     def __init__(self, config: SplitGridConfig, info: GridInfo) -> None:
         super().__init__(config, info)
         c = config
@@ -92,21 +91,7 @@ class SplitGrid(CoordNet):
         self.shared = nn.Sequential(*shared)
         self.post_act = nn.ReLU() if c.fuse_before_activation else nn.Identity()
         self.post = relu_mlp([W] * c.post_layers + [info.out_features])
-
-    def branch_features(self, parts: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Per branch ``[n_b, d_b]`` -> pre-fusion features ``[n_b, W*R]`` (shared layers run once)."""
-        hs = [first(enc(p)) for p, enc, first in zip(parts, self.encoders, self.first)]
-        sizes = [h.shape[0] for h in hs]
-        h = self.shared(torch.cat(hs, dim=0)) if len(self.shared) else torch.cat(hs, dim=0)
-        return list(h.split(sizes, dim=0))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, D] -> [N, C]
-        feats = self.branch_features([x[:, list(b)] for b in self.branches])
-        return self.post(self.post_act(fuse_points(feats, self.config.width, self.config.rank, self.config.fusion)))
-
-    def forward_grid(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:  # -> [n_1, ..., n_k, C]
-        feats = self.branch_features(parts)
-        return self.post(self.post_act(fuse_grid(feats, self.config.width, self.config.rank, self.config.fusion)))
+        self._fused_width = W
 
     def flops_per_sample(self, shape: Sequence[int] | None = None) -> float:
         """FLOPs per output sample on a whole grid of ``shape``: branch work amortised over the grid.
