@@ -32,6 +32,18 @@ def image_png(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def one_thread():
+    """One torch thread: the test machines are small and shared, and small ops stall
+    when threads are oversubscribed."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def runner():
     from typer.testing import CliRunner
 

@@ -8,13 +8,7 @@ from coordfit.nvs import NVSConfig, create_model
 from coordfit.nvs.attention import full_attention, quadtree_attention
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test machines are small and shared: one thread avoids oversubscription stalls
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 ALL = 10**6  # a top-K that covers every key
 

@@ -8,13 +8,7 @@ import torch
 from coordfit.nvs.cameras import look_at, normalize_poses, opengl_to_opencv, pixel_rays, plucker
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test machines are small and shared: one thread avoids oversubscription stalls
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _rot_z90_at(t):

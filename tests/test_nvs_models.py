@@ -9,13 +9,7 @@ from coordfit.nvs.attention import ATTENTION_KINDS
 from coordfit.nvs.procedural import ProceduralConfig, make_scene
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test machines are small and shared: one thread avoids oversubscription stalls
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = dict(width=32, head_dim=16, depth=2, patch=4, quadtree_levels=2, quadtree_topk=[4])
 

@@ -11,13 +11,7 @@ from coordfit.nvs.procedural import ProceduralConfig, make_scene
 from coordfit.nvs.scenes import list_scenes, load_scene, save_scene
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test machines are small and shared: one thread avoids oversubscription stalls
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture()

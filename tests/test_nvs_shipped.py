@@ -1,7 +1,6 @@
 """The shipped checkpoint loads from the package and beats the nearest-view baseline."""
 
 import pytest
-import torch
 
 from coordfit.nvs import SHIPPED_CHECKPOINT, load_model
 from coordfit.nvs.data import held_out_scenes
@@ -10,12 +9,7 @@ from coordfit.nvs.evaluate import evaluate
 pytestmark = pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="shipped checkpoint not present")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_shipped_checkpoint_is_small_and_loads_by_default():

@@ -14,13 +14,7 @@ from coordfit.nvs.evaluate import baselines, evaluate
 from coordfit.nvs.train import TrainConfig, lr_at, resume, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test machines are small and shared: one thread avoids oversubscription stalls
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = dict(width=32, head_dim=16, depth=1, patch=4)
 
