@@ -6,10 +6,12 @@ from coordfit.nvs import SHIPPED_CHECKPOINT, load_model
 from coordfit.nvs.data import held_out_scenes
 from coordfit.nvs.evaluate import evaluate
 
-pytestmark = pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="shipped checkpoint not present")
+pytestmark = [
+    pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="shipped checkpoint not present"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_shipped_checkpoint_is_small_and_loads_by_default():
