@@ -12,8 +12,6 @@ pytestmark = [
 ]
 
 
-
-
 def test_shipped_checkpoint_is_small_and_loads_by_default():
     assert SHIPPED_CHECKPOINT.stat().st_size <= 10 * 2**20
     model, info = load_model()  # no path: the shipped one
