@@ -129,8 +129,8 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------
     def train_step(self) -> tuple[float, float]:
-        parts, target = self.signal.sample(self.model.branches, self.budget, self.generator)
-        pred = self.model.forward_grid(parts)
+        batch, target = self.signal.sample(self.model.branches, self.budget, self.generator, step=self.step)
+        pred = self.signal.predict(self.model, batch)
         loss = self.signal.loss(pred, target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

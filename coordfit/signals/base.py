@@ -64,9 +64,19 @@ class Signal(ABC):
 
     @abstractmethod
     def sample(
-        self, branches: Sequence[Sequence[int]], budget: int, generator: torch.Generator
-    ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """A training batch: per-branch coordinates ``[n_b, d_b]``, target ``[n_1..n_k, C]``."""
+        self, branches: Sequence[Sequence[int]], budget: int, generator: torch.Generator, step: int = 0
+    ) -> tuple[Any, torch.Tensor]:
+        """A training batch and its target: for grid signals per-branch coordinates
+        ``[n_b, d_b]`` and ``[n_1..n_k, C]``. ``step`` is the optimiser step about to run
+        (signals whose batches change over training, such as a loss ramp, read it)."""
+
+    def predict(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        """The model's output for ``batch`` (from :meth:`sample`), compared by :meth:`loss`.
+
+        Grid signals evaluate the sub-grid through the split path; a signal whose
+        prediction is not a grid evaluation (volume rendering along rays) overrides this.
+        """
+        return model.forward_grid(batch)
 
     @abstractmethod
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor: ...
@@ -120,7 +130,7 @@ class GridSignal(Signal):
         self._full_batch = None
         return self
 
-    def sample(self, branches, budget, generator):
+    def sample(self, branches, budget, generator, step=0):
         full = math.prod(self.shape) <= budget
         key = (tuple(map(tuple, branches)), self.values.device)
         cached = getattr(self, "_full_batch", None)

@@ -145,7 +145,7 @@ class ShapeSignal(Signal):
         R = self.shape[0]
         return ((pts + 1.0) * 0.5 * (R - 1)).round().long().clamp_(0, R - 1)
 
-    def sample(self, branches, budget, generator):
+    def sample(self, branches, budget, generator, step=0):
         """A sub-grid of lattice nodes, about ``budget`` of them, half of them near the surface.
 
         Each branch keeps the same fraction of its nodes (as ``grid.sample_branches``).
