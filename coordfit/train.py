@@ -135,7 +135,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return float(loss.detach()), self.signal.quality(pred, target)
+        return float(loss.detach()), float(self.signal.quality(pred, target))
 
     def _should_stop(self) -> str:
         c = self.config

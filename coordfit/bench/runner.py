@@ -168,7 +168,7 @@ def _timing_item(spec: SignalSpec, signal: Any, fitted: dict[str, tuple[dict[str
             flops = float(net.flops_per_sample())
         except NotImplementedError:
             flops = None
-        _, target = signal.sample(fresh.branches, trainers[label].budget, torch.Generator().manual_seed(0))
+        _, target = signal.sample(fresh.branches, trainers[label].budget, torch.Generator(device).manual_seed(0))
         samples = math.prod(target.shape[:-1])  # the whole grid when it fits the budget
         record[label] = {"params": net.num_params(), "flops_per_sample": flops, "samples_per_step": samples}
     infer = time_interleaved({k: (lambda n=n: evaluate_grid(n, coords)) for k, n in nets.items()},

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..grid import GridInfo, gather, sample_branches
+from ..grid import GridInfo, check_generator, gather, sample_branches
 
 __all__ = ["Signal", "GridSignal", "register_signal", "signal_class", "signal_kinds", "psnr_from_mse"]
 
@@ -117,26 +117,32 @@ class Signal(ABC):
 
 
 class GridSignal(Signal):
-    """A signal stored densely as ``values [*shape, C]`` on [-1, 1]; MSE loss, PSNR quality."""
+    """A signal stored densely as ``values [*shape, C]`` on [-1, 1]; MSE loss, PSNR quality.
 
-    values: torch.Tensor
+    Batches are drawn on ``values.device`` with the generator passed in, in O(batch)
+    (:func:`coordfit.grid.sample_branches`); when the whole grid fits the budget it is
+    built once and reused every step.
+    """
+
+    values: torch.Tensor  # [*shape, C], contiguous
 
     @property
     def device(self) -> torch.device:
         return self.values.device
 
     def to(self, device: torch.device | str) -> GridSignal:
-        self.values = self.values.to(device)
+        self.values = self.values.to(device).contiguous()
         self._full_batch = None
         return self
 
     def sample(self, branches, budget, generator, step=0):
+        device = check_generator(generator, self.values.device)
         full = math.prod(self.shape) <= budget
-        key = (tuple(map(tuple, branches)), self.values.device)
+        key = (tuple(map(tuple, branches)), device)
         cached = getattr(self, "_full_batch", None)
         if full and cached is not None and cached[0] == key:
             return cached[1]  # the whole grid every step: build it once
-        coords, index = sample_branches(branches, self.shape, budget, generator, device=self.values.device)
+        coords, index = sample_branches(branches, self.shape, budget, generator, device=device)
         batch = (coords, gather(self.values, branches, index))
         if full:
             self._full_batch = (key, batch)
@@ -145,6 +151,8 @@ class GridSignal(Signal):
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.mse_loss(pred, target)
 
-    def quality(self, pred: torch.Tensor, target: torch.Tensor) -> float:
+    def quality(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Batch PSNR in dB, a 0-dim tensor on the batch's device (read without a host sync)."""
         # values live on [-1, 1]: a range of 2; the same as PSNR on [0, 1] with range 1.
-        return psnr_from_mse(float(torch.mean((pred.detach().clamp(-1, 1) - target) ** 2)), 2.0)
+        mse = torch.mean((pred.detach().float().clamp(-1, 1) - target.float()) ** 2)
+        return 10.0 * torch.log10(4.0 / mse.clamp_min(1e-20))

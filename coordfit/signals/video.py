@@ -2,7 +2,8 @@
 
 Sampling is the grid's split-aware sampling (:func:`coordfit.grid.sample_branches`):
 ``xy+t`` draws random frames x random pixel positions, ``x+y+t`` random subsets of
-each axis, an unsplit model random points of the whole clip. Everything that renders
+each axis, an unsplit model random points of the whole clip (with replacement), each in
+O(batch) on the clip's device whatever the clip's length. Everything that renders
 (metrics, the MP4, ``coordfit render``) goes a few frames at a time through
 :func:`coordfit.grid.evaluate_grid`, so memory stays bounded by the chunk size.
 
