@@ -1,6 +1,6 @@
 """Sampling: O(batch) draws on the signal's device with the generator passed in (no work
 of the grid's size, no host sync), uniform over every branch, the whole grid in order
-when it fits, exact targets."""
+when it fits, exact targets, and the shape sampler's surface-biased mixture."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from torch.overrides import TorchFunctionMode
 from coordfit import grid
 from coordfit.errors import CoordfitError
 from coordfit.grid import axis_coords, branch_points, check_generator, gather, parse_split, sample_branches
-from coordfit.signals import VideoSignal
+from coordfit.signals import ShapeSignal, VideoSignal
+from coordfit.signals import shape as shape_mod
 
 # calls that read a tensor on the host or build one there
 HOST_CALLS = {"__bool__", "__float__", "__int__", "__index__", "item", "tolist", "numpy", "cpu", "to", "tensor",
@@ -60,6 +61,11 @@ def _chi2_p(counts: torch.Tensor) -> float:
     return float(chi2.sf(stat, counts.numel() - 1))
 
 
+@pytest.fixture(scope="module")
+def sphere64() -> ShapeSignal:
+    return ShapeSignal.load("primitive:sphere", label_resolution=64, resolution=16, eval_points=500)
+
+
 # -- O(batch): no work of the grid's size, nothing on the host ------------------------------------
 @pytest.mark.parametrize("spec", ["xy+t", "x+y+t", "t+yx", "tyx"])
 def test_a_video_draw_does_no_work_of_the_grids_size(one_thread, spec: str) -> None:
@@ -70,6 +76,15 @@ def test_a_video_draw_does_no_work_of_the_grids_size(one_thread, spec: str) -> N
         parts, target = s.sample(branches, 256, g)
     assert 128 <= target.numel() // 3 <= 512
     assert rec.largest <= 4 * 256 * 3, sorted(rec.calls, key=lambda c: -c[1])[:3]
+    assert rec.host == []
+
+
+@pytest.mark.parametrize("spec", ["x+y+z", "xy+z", "xyz"])
+def test_a_shape_draw_does_no_work_of_the_lattices_size(one_thread, sphere64: ShapeSignal, spec: str) -> None:
+    g = torch.Generator().manual_seed(0)
+    with _Calls() as rec:
+        sphere64.sample(parse_split(spec, sphere64.axes), 256, g)
+    assert rec.largest <= 4 * 256 * 3, sorted(rec.calls, key=lambda c: -c[1])[:3]  # the lattice holds 262,144
     assert rec.host == []
 
 
@@ -157,9 +172,9 @@ def _draws(signal, spec: str, seed: int) -> list[torch.Tensor]:
     return [*parts, target]
 
 
-@pytest.mark.parametrize("spec", ["xy+t", "tyx"])
-def test_draws_use_only_the_generator_passed_in(spec: str) -> None:
-    s = VideoSignal(torch.rand(6, 20, 30, 3))
+@pytest.mark.parametrize("spec", ["xy+t", "tyx", "x+y+z", "xyz"])
+def test_draws_use_only_the_generator_passed_in(sphere64: ShapeSignal, spec: str) -> None:
+    s = sphere64 if "z" in spec else VideoSignal(torch.rand(6, 20, 30, 3))
     torch.manual_seed(1)
     before = torch.get_rng_state()
     a = _draws(s, spec, seed=5)
@@ -188,12 +203,57 @@ def test_a_generator_on_another_device_is_one_clear_error() -> None:
         video.sample(parse_split("xy+t", video.axes), 8, torch.Generator())
 
 
+def test_shape_to_moves_labels_and_anchors() -> None:
+    s = ShapeSignal.load("primitive:sphere", label_resolution=12, resolution=12, eval_points=200).to("meta")
+    assert s.labels.device.type == s.anchors.device.type == "meta" and s.device.type == "meta"
+    with pytest.raises(CoordfitError, match="signal is on meta"):
+        s.sample(parse_split("x+y+z", s.axes), 100, torch.Generator())
+
+
 # -- quality: a 0-dim tensor, no host sync ---------------------------------------------------------------
-def test_quality_is_a_tensor_read_without_a_host_sync() -> None:
+def test_quality_is_a_tensor_read_without_a_host_sync(sphere64: ShapeSignal) -> None:
     video = VideoSignal(torch.rand(2, 4, 4, 3))
     pred, target = torch.full((5, 3), 0.5), torch.full((5, 3), 0.7)
+    logits, labels = torch.tensor([[1.0], [2.0], [-1.0], [-3.0]]), torch.tensor([[1.0], [0.0], [1.0], [0.0]])
+    outside, empty = torch.full((3, 1), -1.0), torch.zeros(3, 1)
     with _Calls() as rec:
         psnr = video.quality(pred, target)
+        iou = sphere64.quality(logits, labels)
+        none = sphere64.quality(outside, empty)
     assert rec.host == []
-    assert psnr.dim() == 0
+    assert psnr.dim() == iou.dim() == 0
     assert float(psnr) == pytest.approx(10 * torch.log10(torch.tensor(4.0 / 0.04)).item(), rel=1e-5)
+    assert float(iou) == pytest.approx(1 / 3) and float(none) == 1.0  # both masks empty: a perfect 1
+
+
+# -- the shape sampler's two ways of drawing the block ----------------------------------------------------
+def test_block_draw_with_replacement_follows_the_mixture(monkeypatch) -> None:
+    s = ShapeSignal.load("primitive:sphere", label_resolution=48, resolution=16, eval_points=500, block_fraction=0.6)
+    monkeypatch.setattr(shape_mod, "PERMUTE_RATIO", 0)  # every branch draws with replacement
+    anchor = torch.tensor([0.9, -0.3, 0.0])  # near the lattice's end: the Gaussian is truncated there
+    idx = s._block_draw((0,), 40_000, anchor, torch.Generator().manual_seed(0))[:, 0]
+    freq = torch.bincount(idx, minlength=48).float() / len(idx)
+    w = torch.exp(-0.5 * ((axis_coords(48) - 0.9) / s.options.block_sigma) ** 2)
+    expected = 0.4 / 48 + 0.6 * w / w.sum()
+    assert 0.5 * float((freq - expected).abs().sum()) < 0.03  # total variation
+
+
+@pytest.mark.parametrize("spec", ["x+y+z", "xy+z"])
+def test_surface_bias_holds_whether_branches_permute_or_not(monkeypatch, spec: str) -> None:
+    def near_share(block_fraction: float) -> float:
+        s = ShapeSignal.load("primitive:sphere", label_resolution=48, resolution=16, eval_points=500,
+                             block_fraction=block_fraction)
+        branches, g, near = parse_split(spec, s.axes), torch.Generator().manual_seed(0), []
+        for _ in range(30):
+            parts, target = s.sample(branches, 3000, g)
+            pts = torch.zeros(target.numel(), 3)
+            mesh = torch.meshgrid(*[torch.arange(p.shape[0]) for p in parts], indexing="ij")
+            for b, p, m in zip(branches, parts, mesh):
+                pts[:, list(b)] = p[m.reshape(-1)]
+            near.append(float(((pts.norm(dim=1) - 0.95).abs() < 0.1).float().mean()))
+        return sum(near) / len(near)
+
+    uniform, permuted = near_share(0.0), near_share(1.0)  # at R=48 every branch here is permuted
+    monkeypatch.setattr(shape_mod, "PERMUTE_RATIO", 0)  # now every branch draws with replacement
+    replaced = near_share(1.0)
+    assert permuted > uniform + 0.04 and replaced > uniform + 0.04, (uniform, permuted, replaced)

@@ -5,7 +5,8 @@ A mesh (OBJ/PLY/STL/OFF/GLB, or ``primitive:torus``...) is normalised into [-1, 
 (``label_resolution``): inside/outside by generalized winding number (so open scans
 work, see :mod:`.mesh_labels`) and, for ``target="sdf"``, the exact distance to the
 surface truncated at ``sdf_clamp``. Training draws lattice nodes only, so every label is
-exact; draws are biased toward the surface (see :meth:`ShapeSignal.sample`).
+exact; draws are biased toward the surface and made on the signal's device (see
+:meth:`ShapeSignal.sample`).
 
 Outputs: ``mesh.ply`` by marching cubes at ``resolution`` in the input's frame,
 evaluated through the model's split path in chunks; metrics ``iou`` (uniform points),
@@ -14,8 +15,8 @@ evaluated through the model's split path in chunks; metrics ``iou`` (uniform poi
 
 from __future__ import annotations
 
-import math
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +25,16 @@ import numpy as np
 import torch
 
 from ..errors import CoordfitError
-from ..grid import axis_coords, evaluate_grid, gather
+from ..grid import (
+    PERMUTE_RATIO,
+    axis_coords,
+    check_generator,
+    evaluate_grid,
+    flat_to_index,
+    gather,
+    index_coords,
+    sub_grid_counts,
+)
 from ..io import atomic_write
 from . import mesh_labels as ml
 from .base import Signal, register_signal
@@ -73,7 +83,8 @@ class ShapeSignal(Signal):
 
     ``quality`` (progress bar, ``--target-psnr``) is the batch IoU in [0, 1] of the
     predicted inside (logit > 0, or sdf < 0) against the labels, on the biased
-    training batch -- not the uniform IoU of ``metrics.json``.
+    training batch -- not the uniform IoU of ``metrics.json``. Labels, surface anchors
+    and every mask stay on the signal's device.
     """
 
     default_split = "x+y+z"
@@ -136,7 +147,8 @@ class ShapeSignal(Signal):
         return self.labels.device
 
     def to(self, device: torch.device | str) -> ShapeSignal:
-        self.labels = self.labels.to(device)
+        self.labels = self.labels.to(device).contiguous()
+        self.anchors = self.anchors.to(device)
         self._full_batch = None
         return self
 
@@ -146,54 +158,68 @@ class ShapeSignal(Signal):
         return ((pts + 1.0) * 0.5 * (R - 1)).round().long().clamp_(0, R - 1)
 
     def sample(self, branches, budget, generator, step=0):
-        """A sub-grid of lattice nodes, about ``budget`` of them, half of them near the surface.
+        """A sub-grid of lattice nodes, about ``budget`` of them, biased toward the surface.
 
-        Each branch keeps the same fraction of its nodes (as ``grid.sample_branches``).
-        Split models: each branch draws distinct nodes from a mixture, ``1 -
-        block_fraction`` uniform and ``block_fraction`` Gaussian (std ``block_sigma``)
-        around ONE surface point per step shared by all branches, so the outer product
-        holds a block through the surface besides uniform slabs. Unsplit models: random
-        nodes, ``near_fraction`` of them near their own surface point (std
-        ``near_sigma``). Labels are the lattice labels: exact.
+        Each branch keeps the same fraction of its nodes (as ``grid.sample_branches``),
+        drawn in O(budget) on the signal's device with ``generator`` only. Split models:
+        each branch draws from a mixture, ``1 - block_fraction`` uniform and
+        ``block_fraction`` Gaussian (std ``block_sigma`` per axis) around ONE surface
+        point per step shared by all branches, so the outer product holds a block
+        through the surface besides uniform slabs; a branch of at most
+        ``grid.PERMUTE_RATIO`` times its draw draws distinct nodes (a device
+        ``multinomial`` over its lattice), a larger one draws with replacement.
+        Unsplit models: random nodes (with replacement), ``near_fraction`` of them near
+        their own surface point (std ``near_sigma``). Labels are the lattice labels: exact.
         """
         R = self.shape[0]
-        sizes = [R ** len(b) for b in branches]
-        if math.prod(sizes) <= budget:
-            key = (tuple(map(tuple, branches)), self.device)
+        device = check_generator(generator, self.device)
+        if R**3 <= budget:  # the whole lattice every step: build it once
+            key = (tuple(map(tuple, branches)), device)
             if self._full_batch is None or self._full_batch[0] != key:
-                idx = torch.arange(R)
-                index = [torch.stack(torch.meshgrid(*[idx] * len(b), indexing="ij"), -1).reshape(-1, len(b)) for b in branches]
+                index = [flat_to_index(torch.arange(R ** len(b), device=device), [R] * len(b)) for b in branches]
                 self._full_batch = (key, self._batch(branches, index))
             return self._full_batch[1]
-        frac = (budget / math.prod(sizes)) ** (1.0 / len(branches))
-        o = self.options
-        anchor = self.anchors[torch.randint(len(self.anchors), (1,), generator=generator)][0]  # [3]
-        ax = torch.linspace(-1.0, 1.0, R)
-        index = []
-        for b, n_b in zip(branches, sizes):
-            m = max(1, min(n_b, round(n_b * frac)))
-            if len(branches) > 1:  # distinct nodes from the mixture: uniform + Gaussian around the anchor
-                g = [torch.exp(-0.5 * ((ax - anchor[d]) / o.block_sigma) ** 2) for d in b]
-                w = g[0] if len(g) == 1 else (g[0][:, None] * g[1][None, :]).reshape(-1)
-                for extra in g[2:]:
-                    w = (w[:, None] * extra[None, :]).reshape(-1)
-                w = (1.0 - o.block_fraction) / n_b + o.block_fraction * w / w.sum()
-                flat = torch.multinomial(w, m, replacement=False, generator=generator)
-                idx = torch.stack(torch.unravel_index(flat, [R] * len(b)), dim=-1)
-            else:  # unsplit: uniform nodes + nodes near many surface points (R^3 nodes: repeats are rare)
-                n_near = round(m * o.near_fraction)
-                uni = torch.randint(R, (m - n_near, len(b)), generator=generator)
-                centre = self.anchors[torch.randint(len(self.anchors), (n_near,), generator=generator)]
-                near = self._to_index(centre + torch.randn(n_near, 3, generator=generator) * o.near_sigma)
-                idx = torch.cat([uni, near], dim=0)
-            index.append(idx)
-        return self._batch(branches, index)
+        counts = sub_grid_counts(branches, self.shape, budget)
+        if len(branches) == 1:
+            return self._batch(branches, [self._near_draw(counts[0], generator)])
+        anchor = self.anchors[torch.randint(len(self.anchors), (1,), generator=generator, device=device)][0]  # [3]
+        return self._batch(branches, [self._block_draw(b, m, anchor, generator) for b, m in zip(branches, counts)])
+
+    def _near_draw(self, m: int, generator: torch.Generator) -> torch.Tensor:
+        """Unsplit: ``m`` nodes ``[m, 3]``, uniform plus ``near_fraction`` around surface points."""
+        R, o, dev = self.shape[0], self.options, self.device
+        n_near = round(m * o.near_fraction)
+        uni = torch.randint(R, (m - n_near, 3), generator=generator, device=dev)
+        centre = self.anchors[torch.randint(len(self.anchors), (n_near,), generator=generator, device=dev)]
+        near = self._to_index(centre + torch.randn(n_near, 3, generator=generator, device=dev) * o.near_sigma)
+        return torch.cat([uni, near], dim=0)
+
+    def _block_draw(self, b: Sequence[int], m: int, anchor: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Split: ``m`` nodes ``[m, len(b)]`` of branch ``b`` from the uniform + block mixture."""
+        R, o, dev = self.shape[0], self.options, self.device
+        d, n_b = len(b), R ** len(b)
+        if n_b <= PERMUTE_RATIO * m:  # distinct nodes: the mixture's weights over the branch's n_b nodes
+            ax = axis_coords(R, dev)
+            w = torch.ones((), device=dev)
+            for dim in b:  # the Gaussian is a product over the branch's axes: [R, ..., R]
+                w = w[..., None] * torch.exp(-0.5 * ((ax - anchor[dim]) / o.block_sigma) ** 2)
+            w = w.reshape(-1)
+            w = (1.0 - o.block_fraction) / n_b + o.block_fraction * w / w.sum()
+            return flat_to_index(torch.multinomial(w, m, replacement=False, generator=generator), [R] * d)
+        # with replacement in O(m): uniform nodes, then the block's nodes from a Gaussian
+        # truncated to the lattice's extent (inverse CDF), snapped to the nearest node
+        n_block = round(m * o.block_fraction)
+        uni = torch.randint(R, (m - n_block, d), generator=generator, device=dev)
+        centre = torch.stack([anchor[dim] for dim in b])  # [d], views of the device tensor
+        half = 1.0 + 1.0 / (R - 1)  # the end nodes own half a cell beyond +-1
+        lo = torch.special.ndtr((-half - centre) / o.block_sigma)
+        hi = torch.special.ndtr((half - centre) / o.block_sigma)
+        u = lo + (hi - lo) * torch.rand(n_block, d, generator=generator, device=dev)
+        block = self._to_index((centre + o.block_sigma * torch.special.ndtri(u)).clamp(-1.0, 1.0))
+        return torch.cat([uni, block], dim=0)
 
     def _batch(self, branches, index):
-        R = self.shape[0]
-        dev = self.device
-        index = [i.to(dev) for i in index]
-        coords = [i.float() * (2.0 / (R - 1)) - 1.0 for i in index]
+        coords = [index_coords(i, [self.shape[0]] * i.shape[1]) for i in index]
         return coords, gather(self.labels, branches, index)
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -205,7 +231,8 @@ class ShapeSignal(Signal):
     def _inside(self, values: torch.Tensor) -> torch.Tensor:
         return values > 0 if self.options.target == "occupancy" else values < 0
 
-    def quality(self, pred: torch.Tensor, target: torch.Tensor) -> float:
+    def quality(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Batch IoU in [0, 1], a 0-dim tensor on the batch's device (no copy to the host)."""
         p = self._inside(pred.detach())
         t = target > 0.5 if self.options.target == "occupancy" else target < 0
         return _iou(p, t)
@@ -225,8 +252,8 @@ class ShapeSignal(Signal):
     def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
         uni, uni_in, near, near_in = self._eval_points()
         out = {
-            "iou": _iou(self._inside(_predict(model, uni)), torch.from_numpy(uni_in)),
-            "iou_near_surface": _iou(self._inside(_predict(model, near)), torch.from_numpy(near_in)),
+            "iou": float(_iou(self._inside(_predict(model, uni)), torch.from_numpy(uni_in))),
+            "iou_near_surface": float(_iou(self._inside(_predict(model, near)), torch.from_numpy(near_in))),
         }
         mesh = self._extract(model)
         out.update(mesh_metrics(mesh, self.mesh, self.options.eval_points, self.options.seed))
@@ -263,10 +290,11 @@ class ShapeSignal(Signal):
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def _iou(pred: torch.Tensor, target: torch.Tensor) -> float:
-    p, t = pred.reshape(-1).bool().cpu(), target.reshape(-1).bool().cpu()
-    union = int((p | t).sum())
-    return 1.0 if union == 0 else int((p & t).sum()) / union
+def _iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Intersection over union of two masks, a 0-dim float tensor on their device (1 when both are empty)."""
+    p, t = pred.reshape(-1).bool(), target.reshape(-1).bool()
+    union = (p | t).sum()
+    return torch.where(union > 0, (p & t).sum() / union.clamp_min(1), 1.0)
 
 
 def _fingerprint(model: torch.nn.Module) -> tuple:
