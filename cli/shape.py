@@ -15,10 +15,10 @@ from .main import app
 @handle_errors
 def shape_cmd(
     path: Annotated[Optional[str], typer.Argument(help="Mesh file (OBJ/PLY/STL/OFF/GLB) or primitive:torus|sphere|box|capsule (default: primitive:torus).", show_default=False)] = None,
-    target: Annotated[str, typer.Option("--target", help="occupancy (BCE on logits) or sdf (L1 on a truncated signed distance).")] = "occupancy",
+    field: Annotated[str, typer.Option("--field", help="occupancy (BCE on logits) or sdf (L1 on a truncated signed distance).")] = "occupancy",
     resolution: Annotated[int, typer.Option("--resolution", help="Marching-cubes grid of mesh.ply (and of the chamfer metrics).")] = 256,
     label_resolution: Annotated[int, typer.Option("--label-resolution", help="Training lattice R^3 whose nodes are labelled exactly.")] = 128,
-    sdf_clamp: Annotated[float, typer.Option("--sdf-clamp", help="sdf target: truncation distance (the mesh spans [-0.95, 0.95]).")] = 0.1,
+    sdf_clamp: Annotated[float, typer.Option("--sdf-clamp", help="sdf field: truncation distance (the mesh spans [-0.95, 0.95]).")] = 0.1,
     eval_points: Annotated[int, typer.Option("--eval-points", help="Points for each IoU metric and samples for chamfer.")] = 100_000,
     model: F.Model = None,
     preset: F.Preset = None,
@@ -47,6 +47,6 @@ def shape_cmd(
         options=option, steps=steps, time_budget=time_budget, target_psnr=target_psnr, lr=lr,
         grid_batch=grid_batch, batch_points=batch_points, seed=seed, device=device, out=out,
         resume=resume, checkpoint_every=checkpoint_every, progress=progress, backend=backend,
-        signal_options={"target": target, "resolution": resolution, "label_resolution": label_resolution,
+        signal_options={"field": field, "resolution": resolution, "label_resolution": label_resolution,
                         "sdf_clamp": sdf_clamp, "eval_points": eval_points},
     )

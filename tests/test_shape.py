@@ -134,7 +134,7 @@ def test_distances_are_exact() -> None:
 
 
 def test_sdf_labels_are_the_truncated_signed_distance() -> None:
-    s = ShapeSignal.load("primitive:sphere", target="sdf", label_resolution=25, resolution=16, eval_points=500)
+    s = ShapeSignal.load("primitive:sphere", field="sdf", label_resolution=25, resolution=16, eval_points=500)
     ax = ml.lattice(25)
     r = np.sqrt(sum(g**2 for g in np.meshgrid(ax, ax, ax, indexing="ij")))
     expected = np.clip(r - SPHERE_R, -0.1, 0.1)
@@ -245,11 +245,30 @@ def test_fitted_sphere_exports_its_volume_and_ply_round_trips(tmp_path: Path) ->
 
 
 def test_sdf_target_fits_a_sphere() -> None:
-    s = ShapeSignal.load("primitive:sphere", target="sdf", label_resolution=24, resolution=24, eval_points=2000)
+    s = ShapeSignal.load("primitive:sphere", field="sdf", label_resolution=24, resolution=24, eval_points=2000)
     r = coordfit.fit(s, "coordx", train=TrainConfig(steps=120, grid_batch=4096, lr=1e-3), save=False,
                      progress=False, width=32)
     assert r.metrics["iou"] > 0.75, r.metrics
     assert r.metrics["final_loss"] < 0.03
+
+
+def test_run_folder_that_says_target_still_loads_renders_and_resumes(tmp_path: Path) -> None:
+    # run folders written before the rename say "target" where they now say "field"
+    s = ShapeSignal.load("primitive:sphere", field="sdf", label_resolution=16, resolution=16, eval_points=500)
+    assert s.meta()["field"] == s.meta()["options"]["field"] == "sdf" and "target" not in s.meta()
+    coordfit.fit(s, "coordx", train=TrainConfig(steps=4, grid_batch=500), out=tmp_path / "run", progress=False, width=8)
+    cfg_path = tmp_path / "run" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    meta = cfg["signal"]
+    meta["target"] = meta.pop("field")
+    meta["options"]["target"] = meta["options"].pop("field")
+    cfg_path.write_text(json.dumps(cfg))
+    out = coordfit.render(tmp_path / "run", resolution=20)
+    ref = extract_mesh(coordfit.load(tmp_path / "run").model, 20, "sdf")  # sdf: inside is negative
+    assert len(ref.faces) > 0  # read as occupancy, the same surface would face inward
+    np.testing.assert_array_equal(trimesh.load(out, process=False).faces, ref.faces)
+    r = coordfit.resume(tmp_path / "run", steps=6, progress=False)
+    assert r.metrics["steps"] == 6 and r.signal.options.field == "sdf"
 
 
 # -- bad input ----------------------------------------------------------------------------------
@@ -271,7 +290,7 @@ def _bad_meshes(tmp: Path) -> dict[str, tuple[Path | str, dict]]:
         "no volume": (tmp / "flat.obj", {}),
         "missing file": (tmp / "nowhere.ply", {}),
         "unknown primitive": ("primitive:teapot", {}),
-        "bad target": ("primitive:sphere", {"target": "udf"}),
+        "bad field": ("primitive:sphere", {"field": "udf"}),
     }
 
 

@@ -3,7 +3,7 @@
 A mesh (OBJ/PLY/STL/OFF/GLB, or ``primitive:torus``...) is normalised into [-1, 1]^3
 (longest side ``2 (1 - margin)``) and labelled on an ``R^3`` lattice
 (``label_resolution``): inside/outside by generalized winding number (so open scans
-work, see :mod:`.mesh_labels`) and, for ``target="sdf"``, the exact distance to the
+work, see :mod:`.mesh_labels`) and, for ``field="sdf"``, the exact distance to the
 surface truncated at ``sdf_clamp``. Training draws lattice nodes only, so every label is
 exact; draws are biased toward the surface and made on the signal's device (see
 :meth:`ShapeSignal.sample`).
@@ -42,12 +42,12 @@ from .base import Signal, register_signal
 __all__ = ["ShapeSignal", "ShapeOptions", "extract_mesh", "mesh_metrics", "DEFAULT_SHAPE"]
 
 DEFAULT_SHAPE = "primitive:torus"
-Target = Literal["occupancy", "sdf"]
+Field = Literal["occupancy", "sdf"]
 
 
 @dataclass
 class ShapeOptions:
-    target: Target = "occupancy"  # occupancy (BCE on logits) or sdf (L1 on a truncated signed distance)
+    field: Field = "occupancy"  # occupancy (BCE on logits) or sdf (L1 on a truncated signed distance)
     label_resolution: int = 128  # R: training points are the nodes of an R^3 lattice, labelled exactly
     resolution: int = 256  # marching-cubes grid of mesh.ply (and of the chamfer/normal metrics)
     margin: float = 0.05  # the longest side of the mesh spans [-1 + margin, 1 - margin]
@@ -55,13 +55,13 @@ class ShapeOptions:
     block_fraction: float = 0.25  # split models: share of each branch's draws around the step's surface point
     near_sigma: float = 0.02  # unsplit models: std of the offsets of near-surface points from the surface
     block_sigma: float = 0.1  # split models: std of each axis's draws around one surface point per step
-    sdf_clamp: float = 0.1  # sdf target: distances truncated to +-this (normalised units)
+    sdf_clamp: float = 0.1  # sdf field: distances truncated to +-this (normalised units)
     eval_points: int = 100_000  # points for each IoU metric and surface samples for chamfer/normals
     seed: int = 0  # seeds surface samples and evaluation points
 
     def validate(self) -> None:
-        if self.target not in ("occupancy", "sdf"):
-            raise CoordfitError(f"--target must be occupancy or sdf, got {self.target!r}")
+        if self.field not in ("occupancy", "sdf"):
+            raise CoordfitError(f"--field must be occupancy or sdf, got {self.field!r}")
         for name in ("label_resolution", "resolution"):
             if not 8 <= getattr(self, name) <= 2048:
                 raise CoordfitError(f"--{name.replace('_', '-')} must be in [8, 2048], got {getattr(self, name)}")
@@ -81,7 +81,7 @@ class ShapeOptions:
 class ShapeSignal(Signal):
     """A shape on axes ``(x, y, z)``: lattice labels ``[R, R, R]`` plus the normalised mesh.
 
-    ``quality`` (progress bar, ``--target-psnr``) is the batch IoU in [0, 1] of the
+    ``quality`` (progress bar, the quality stop) is the batch IoU in [0, 1] of the
     predicted inside (logit > 0, or sdf < 0) against the labels, on the biased
     training batch -- not the uniform IoU of ``metrics.json``. Labels, surface anchors
     and every mask stay on the signal's device.
@@ -102,10 +102,10 @@ class ShapeSignal(Signal):
         occ = ml.label_grid(self.mesh, R, self.surface)  # bool [R, R, R]
         if not occ.any():
             raise CoordfitError(
-                f"{source} encloses no volume at {R}^3 (a flat or degenerate mesh); an {o.target} target "
+                f"{source} encloses no volume at {R}^3 (a flat or degenerate mesh); an {o.field} field "
                 "needs a closed or nearly closed surface"
             )
-        if o.target == "occupancy":
+        if o.field == "occupancy":
             labels = occ.astype(np.float32)
         else:
             dist = ml.distance_grid(self.surface, R, o.sdf_clamp)
@@ -118,7 +118,12 @@ class ShapeSignal(Signal):
     # -- construction / description -------------------------------------------------------
     @classmethod
     def load(cls, source: str | Path | None = None, **options: Any) -> ShapeSignal:
-        """Read ``source`` (a mesh file or ``primitive:<name>``; default: a torus)."""
+        """Read ``source`` (a mesh file or ``primitive:<name>``; default: a torus).
+
+        ``target`` is read as ``field``: its name until run folders said ``field``.
+        """
+        if "target" in options and "field" not in options:
+            options["field"] = options.pop("target")
         fields = set(ShapeOptions.__dataclass_fields__)
         unknown = sorted(set(options) - fields)
         if unknown:
@@ -136,7 +141,7 @@ class ShapeSignal(Signal):
             "kind": self.kind,
             "source": self.source,
             "options": asdict(self.options),
-            "target": self.options.target,
+            "field": self.options.field,
             "center": [float(c) for c in self.center],
             "scale": float(self.scale),
             "faces": int(len(self.mesh.faces)),
@@ -223,18 +228,18 @@ class ShapeSignal(Signal):
         return coords, gather(self.labels, branches, index)
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.options.target == "occupancy":
+        if self.options.field == "occupancy":
             return torch.nn.functional.binary_cross_entropy_with_logits(pred, target)
         c = self.options.sdf_clamp
         return torch.nn.functional.l1_loss(pred.clamp(-c, c), target)
 
     def _inside(self, values: torch.Tensor) -> torch.Tensor:
-        return values > 0 if self.options.target == "occupancy" else values < 0
+        return values > 0 if self.options.field == "occupancy" else values < 0
 
     def quality(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Batch IoU in [0, 1], a 0-dim tensor on the batch's device (no copy to the host)."""
         p = self._inside(pred.detach())
-        t = target > 0.5 if self.options.target == "occupancy" else target < 0
+        t = target > 0.5 if self.options.field == "occupancy" else target < 0
         return _iou(p, t)
 
     # -- evaluation and outputs -------------------------------------------------------------------
@@ -263,7 +268,7 @@ class ShapeSignal(Signal):
     def _extract(self, model: torch.nn.Module) -> ml.MeshData:
         key = _fingerprint(model)
         if self._cache.get("mesh_key") != key:
-            self._cache["mesh"] = extract_mesh(model, self.options.resolution, self.options.target)
+            self._cache["mesh"] = extract_mesh(model, self.options.resolution, self.options.field)
             self._cache["mesh_key"] = key
         return self._cache["mesh"]
 
@@ -285,7 +290,8 @@ class ShapeSignal(Signal):
         res = resolution or meta["options"]["resolution"]
         if not 8 <= res <= 2048:
             raise CoordfitError(f"--resolution must be in [8, 2048], got {res}")
-        mesh = extract_mesh(model, res, meta["options"]["target"])
+        options = meta["options"]
+        mesh = extract_mesh(model, res, options.get("field", options.get("target", "occupancy")))
         return _save_mesh(out, mesh, np.asarray(meta["center"]), float(meta["scale"]))
 
 
@@ -342,7 +348,7 @@ def _bar(total: int, label: str):
     return p, p.add_task(label, total=total)
 
 
-def extract_mesh(model: torch.nn.Module, resolution: int, target: Target) -> ml.MeshData:
+def extract_mesh(model: torch.nn.Module, resolution: int, field: Field) -> ml.MeshData:
     """Marching cubes (scikit-image) on the model's field -> mesh in the normalised frame.
 
     The surface is logit 0 (occupancy) or distance 0 (sdf); faces point outward. A field
@@ -351,7 +357,7 @@ def extract_mesh(model: torch.nn.Module, resolution: int, target: Target) -> ml.
     from skimage.measure import marching_cubes
 
     vol = field_volume(model, resolution)
-    inside_positive = vol if target == "occupancy" else -vol
+    inside_positive = vol if field == "occupancy" else -vol
     if not (inside_positive.max() > 0 > inside_positive.min()):
         return ml.MeshData(np.zeros((0, 3)), np.zeros((0, 3), np.int64))
     step = 2.0 / (resolution - 1)
