@@ -13,8 +13,8 @@ import torch
 from coordfit.errors import CoordfitError
 from coordfit.grid import GridInfo, axis_coords, branch_points, evaluate_grid
 from coordfit.models import create_model
-from coordfit.models import hashgrid as hashgrid_mod
-from coordfit.models.grid_encoding import PRIMES, GridEncodingConfig, MultiresGrid, growth_factor
+from coordfit.models.grid_encoding import PRIMES, GridSpec, MultiresGrid, growth_factor
+from coordfit.models.tcnn import TcnnLayout, tcnn_available, tcnn_encoding_config
 from coordfit.signals.image import ImageSignal
 from coordfit.train import TrainConfig, Trainer
 
@@ -27,7 +27,7 @@ SHAPE = GridInfo(("x", "y", "z"), (9, 8, 7), 1, "x+y+z")
 
 def encoding(dims: int, log2_t: int, n_max: float, levels: int = 6, f: int = 2, **kw) -> MultiresGrid:
     torch.manual_seed(0)
-    enc = MultiresGrid(dims, GridEncodingConfig(levels, f, log2_t, 4, growth_factor(4, n_max, levels)), **kw)
+    enc = MultiresGrid(dims, GridSpec(levels, f, log2_t, 4, growth_factor(4, n_max, levels)), **kw)
     enc.table.data.normal_()  # features of order 1, so that differences show
     return enc
 
@@ -41,7 +41,7 @@ def points(n: int, dims: int, seed: int = 0) -> torch.Tensor:
 
 @pytest.mark.parametrize("dims", [1, 2, 3, 4])
 def test_encoding_shape_and_range(dims: int) -> None:
-    enc = MultiresGrid(dims, GridEncodingConfig(levels=5, features_per_level=4, log2_table_size=10, base_resolution=4,
+    enc = MultiresGrid(dims, GridSpec(levels=5, features_per_level=4, log2_table_size=10, base_resolution=4,
                                                 per_level_scale=1.5))
     y = enc(points(200, dims))
     assert y.shape == (200, 20) and enc.out_features == 20
@@ -231,29 +231,101 @@ def test_splitgrid_fits_a_small_image() -> None:
     assert _fit_psnr("splitgrid", 150, levels=8, width=32) > 36.0  # ~42 dB measured
 
 
-def test_backend_tcnn_without_tinycudann_warns_once_and_runs(monkeypatch) -> None:
-    if hashgrid_mod.tcnn_available() is None:
+def test_backend_tcnn_without_tinycudann_warns_once_and_runs_its_network_in_torch() -> None:
+    if tcnn_available() is None:
         pytest.skip("tinycudann and CUDA are present: the fallback is not reachable here")
-    monkeypatch.setattr(hashgrid_mod, "_warned_tcnn", False)
-    with pytest.warns(UserWarning, match="backend=tcnn unavailable"):
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")  # Python's own once-per-location filter, no coordfit state
         model = create_model("hashgrid", IMAGE, backend="tcnn", levels=4)
+        create_model("hashgrid", IMAGE, backend="tcnn", levels=4)
+    assert len([w for w in seen if "backend=tcnn unavailable" in str(w.message)]) == 1
     assert model.backend == "torch" and model.config.backend == "tcnn"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        create_model("hashgrid", IMAGE, backend="tcnn", levels=4)  # once only
+    assert all(lin.bias is None for lin in model.linears())  # tiny-cuda-nn's MLP: no biases
+    assert set(model.state_dict()) == {"encoding.table", "mlp.0.weight", "mlp.2.weight", "mlp.4.weight"}
     y = model(points(64, 2))
     assert y.shape == (64, 3) and torch.isfinite(y).all()
 
 
+def _tcnn_reference(params: torch.Tensor, enc: MultiresGrid, x: torch.Tensor, width: int, layers: int,
+                    out: int) -> torch.Tensor:
+    """tiny-cuda-nn's NetworkWithInputEncoding read straight from its flat vector: the MLP
+    first (row-major [out, in] matrices, input and output widths padded to 16, no biases),
+    then the hash table; padded encoding outputs are zeros, padded output rows dropped."""
+    pad = lambda n: -(-n // 16) * 16  # noqa: E731
+    dims = [pad(enc.out_features)] + [width] * (layers - 1) + [pad(out)]
+    at, mats = 0, []
+    for a, b in zip(dims[:-1], dims[1:]):
+        mats.append(params[at:at + a * b].view(b, a))
+        at += a * b
+    table = params[at:].view(enc.table.shape)
+    vert, w = enc.corners(x)
+    feats = (table[enc.index(vert)] * w[..., None]).sum(2).reshape(x.shape[0], -1)
+    h = torch.cat([feats, feats.new_zeros(x.shape[0], dims[0] - feats.shape[1])], 1)
+    for i, m in enumerate(mats):
+        h = h @ m.T
+        if i < len(mats) - 1:
+            h = h.relu()
+    return h[:, :out]
+
+
+@pytest.mark.parametrize("info,levels,width,layers", [(IMAGE, 5, 16, 3), (VIDEO, 3, 32, 2), (SHAPE, 8, 24, 4)])
+def test_tcnn_parameter_vector_converts_both_ways(info: GridInfo, levels: int, width: int, layers: int) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fallback warning where tinycudann is absent
+        model = create_model("hashgrid", info, backend="tcnn", levels=levels, width=width, layers=layers,
+                             log2_table_size=7).double()
+    layout = model.tcnn_layout
+    assert layout.size == sum(p.numel() for p in model.parameters()) + sum(
+        (a - b) * c for a, b, c in [(layout.padded[0], layout.dims[0], width), (layout.padded[-1], layout.dims[-1], width)])
+    # a synthetic vector as tiny-cuda-nn would hold it (padding entries too): tcnn -> torch
+    vec = torch.randn(layout.size, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    model.load_tcnn_params(vec)
+    x = points(300, info.in_features).double()
+    want = _tcnn_reference(vec, model.encoding, x, width, layers, info.out_features)
+    torch.testing.assert_close(model(x), want, rtol=1e-10, atol=1e-10)
+    # torch -> tcnn: the same vector back, padding zero, and the same function
+    back = model.tcnn_params()
+    torch.testing.assert_close(_tcnn_reference(back, model.encoding, x, width, layers, info.out_features), want)
+    kept = back != 0
+    assert torch.equal(back[kept], vec[kept]) and kept.sum() == sum(p.numel() for p in model.parameters())
+    # and a second model loaded from that vector holds the same tensors
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = create_model("hashgrid", info, backend="tcnn", levels=levels, width=width, layers=layers,
+                             log2_table_size=7).double()
+    other.load_tcnn_params(back)
+    for (k, a), b in zip(model.state_dict().items(), other.state_dict().values()):
+        assert torch.equal(a, b), k
+    with pytest.raises(ValueError, match="flat vector"):
+        layout.unpack(vec[:-1])
+    with pytest.raises(CoordfitError, match="only backend=tcnn"):
+        create_model("hashgrid", info, levels=2).tcnn_params()
+
+
+def test_a_tcnn_run_loads_and_renders_without_tinycudann(tmp_path: Path) -> None:
+    import coordfit
+
+    torch.manual_seed(0)
+    signal = ImageSignal(smooth_image(16, 20))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = coordfit.fit(signal, "hashgrid", train=TrainConfig(steps=5, device="cpu", log_every=5),
+                           out=tmp_path / "run", progress=False, levels=4, backend="tcnn")
+        run = coordfit.load(tmp_path / "run")
+    assert run.model.config.backend == "tcnn"
+    torch.testing.assert_close(run.model.tcnn_params(), fit.model.tcnn_params())
+    assert run.render(size=(10, 8)).is_file()
+
+
 def test_tcnn_encoding_agrees_with_torch() -> None:
-    reason = hashgrid_mod.tcnn_available()
+    reason = tcnn_available()
     if reason is not None:
         pytest.skip(f"tiny-cuda-nn backend not available: {reason}")
     import tinycudann as tcnn
 
     for dims, log2_t in ((2, 12), (3, 14)):
         enc = encoding(dims, log2_t=log2_t, n_max=64, levels=8).cuda()
-        ref = tcnn.Encoding(dims, hashgrid_mod.tcnn_encoding_config(enc.config), dtype=torch.float32).cuda()
+        ref = tcnn.Encoding(dims, tcnn_encoding_config(enc.config), dtype=torch.float32).cuda()
         assert ref.params.numel() == enc.table.numel()
         with torch.no_grad():
             ref.params.copy_(enc.table.reshape(-1))

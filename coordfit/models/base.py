@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -10,10 +9,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..errors import CoordfitError
 from ..grid import GridInfo, parse_split
+from .layers import macs
 
-__all__ = ["CoordNet", "positive", "one_of"]
+__all__ = ["CoordNet"]
 
 
 class CoordNet(nn.Module):
@@ -55,28 +54,15 @@ class CoordNet(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def flops_per_sample(self) -> float:
-        """Multiply-adds per output sample on a full grid (2 FLOPs each): see ``coordfit.bench``."""
-        raise NotImplementedError
+    def flops_per_sample(self, shape: Sequence[int] | None = None) -> float:
+        """FLOPs per output sample when a whole grid of ``shape`` (default: the signal's) is
+        evaluated at once, 2 per multiply-add (see :func:`~coordfit.models.layers.macs`).
+
+        An unsplit model runs every layer on every point, so ``shape`` does not matter;
+        split models (:class:`~coordfit.models.fusion.SplitNet`) amortise their branch work
+        over the grid.
+        """
+        return 2.0 * macs(self)
 
     def extra_repr(self) -> str:
         return f"split={self.split}, params={self.num_params():,}"
-
-    def describe(self) -> dict[str, Any]:
-        return {"model": self.registry_name, "config": dataclasses.asdict(self.config), "split": self.split}
-
-
-def positive(cfg: Any, *names: str) -> None:
-    """Raise a one-line error unless each named config field is > 0."""
-    for n in names:
-        v = getattr(cfg, n)
-        if v is None:
-            continue
-        if v <= 0:
-            raise CoordfitError(f"{n.replace('_', '-')} must be positive, got {v}")
-
-
-def one_of(cfg: Any, name: str, choices: Sequence[str]) -> None:
-    v = getattr(cfg, name)
-    if v not in choices:
-        raise CoordfitError(f"{name.replace('_', '-')} must be one of {list(choices)}, got {v!r}")

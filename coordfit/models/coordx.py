@@ -12,23 +12,19 @@ CP decomposition ``f_c(x, y) = sum_r a_cr(x) b_cr(y)``.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from torch import nn
-
 from ..errors import CoordfitError
 from ..grid import GridInfo
-from .base import positive
+from ..registry import Config
 from .fusion import SplitNet
-from .layers import Sine, make_encoding, mlp
+from .layers import make_encoding
 from .registry import register_model
 
 
 @dataclass
-class CoordXConfig:
+class CoordXConfig(Config):
     split: str | None = None  # branches, e.g. "x+y", "xy+t", "x+y+z" (None: the signal's default)
     width: int = 256  # hidden features M
     layers: int = 5  # linear layers from a coordinate to the output (as SIREN's 5)
@@ -46,7 +42,8 @@ class CoordXConfig:
     seed: int = 0  # seed of the Fourier matrices
 
     def validate(self) -> None:
-        positive(self, "width", "layers", "rank", "features", "sigma", "w0", "frequencies")
+        super().validate()
+        self.check_positive("width", "layers", "rank", "features", "sigma", "w0", "frequencies")
         if self.shared_layers < 0:
             raise CoordfitError(f"shared-layers must be >= 0, got {self.shared_layers}")
         if self.layers < 2:
@@ -71,7 +68,6 @@ class CoordX(SplitNet):
         c = config
         self._set_split(c.split)
         M, C, R = c.width, info.out_features, c.rank
-        act = c.activation
         if c.full_split:
             pre_dims, fused_width = [M] * (c.layers - 1) + [C * R], C
             post_dims: list[int] = []
@@ -80,34 +76,16 @@ class CoordX(SplitNet):
             pre_dims[-1] = M * R
             post_hidden = c.layers - 2 - c.shared_layers
             post_dims = [M] * (post_hidden + 1) + [C]
-        # Activation after the last pre-fusion layer, unless it is deferred past the fusion
-        # (fuse_before_activation) or that layer is the output (full split).
-        pre_act = not (c.full_split or c.fuse_before_activation)
-        self.encoders = nn.ModuleList()
-        self.first = nn.ModuleList()
-        for j, b in enumerate(self.branches):
-            enc = make_encoding(c.encoding, len(b), tuple(info.shape[d] for d in b), c.frequencies, c.features, c.sigma, c.seed + j)
-            self.encoders.append(enc if enc is not None else nn.Identity())
-            d_in = enc.out_features if enc is not None else len(b)
-            last = len(pre_dims) == 1
-            self.first.append(mlp([d_in, pre_dims[0]], act, c.w0, first=True, last_activation=pre_act or not last))
-        self.shared = mlp(pre_dims, act, c.w0, first=False, last_activation=pre_act) if len(pre_dims) > 1 else nn.Sequential()
-        self.post_act = (Sine(c.w0) if act == "sine" else nn.ReLU()) if (c.fuse_before_activation and not c.full_split) else nn.Identity()
-        self.post = mlp(post_dims, act, c.w0, first=False, last_activation=False) if post_dims else nn.Sequential()
+
+        def encoder(j: int, b: tuple[int, ...]):
+            sizes = tuple(info.shape[d] for d in b)
+            return make_encoding(c.encoding, len(b), sizes, c.frequencies, c.features, c.sigma, c.seed + j)
+
+        # The activation follows the last pre-fusion layer, unless it is deferred past the
+        # fusion (fuse_before_activation) or that layer is the output (full split).
+        self._build_layers(
+            encoder, pre_dims, post_dims, c.activation, c.w0,
+            pre_act=not (c.full_split or c.fuse_before_activation),
+            post_act=c.fuse_before_activation and not c.full_split,
+        )
         self._fused_width = fused_width
-
-    # -- cost model ---------------------------------------------------------------------
-    def flops_per_sample(self, shape: Sequence[int] | None = None) -> float:
-        """FLOPs per output sample when a whole grid of ``shape`` is evaluated at once."""
-        shape = tuple(shape or self.info.shape)
-        n_total = math.prod(shape)
-        n_branch = [math.prod(shape[d] for d in b) for b in self.branches]
-
-        def macs(seq: nn.Module) -> int:
-            return sum(m.in_features * m.out_features for m in seq.modules() if isinstance(m, nn.Linear))
-
-        pre = sum(n * (macs(first) + macs(self.shared)) for n, first in zip(n_branch, self.first))
-        fuse_width = self._fused_width * self.config.rank
-        fuse = n_total * fuse_width * (len(self.branches) - 1 + (self.config.rank > 1))
-        post = n_total * macs(self.post)
-        return 2.0 * (pre + post) / n_total + fuse / n_total

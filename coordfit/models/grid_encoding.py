@@ -27,8 +27,9 @@ import torch
 from torch import nn
 
 from ..errors import CoordfitError
+from ..registry import Config
 
-__all__ = ["GridEncodingConfig", "MultiresGrid", "PRIMES", "growth_factor"]
+__all__ = ["GridSpec", "MultiresGrid", "PRIMES", "growth_factor"]
 
 # tiny-cuda-nn's coherent prime hash factors, one per input dimension.
 PRIMES = (1, 2654435761, 805459861, 3674653429, 2097192037, 1434869437, 2165219737)
@@ -36,21 +37,33 @@ MAX_DIMS = 4
 
 
 @dataclass
-class GridEncodingConfig:
-    levels: int = 16  # L: number of resolution levels
-    features_per_level: int = 2  # F: features stored per table entry
-    log2_table_size: int = 19  # log2 T: entries per hashed level
+class GridSpec(Config):
+    """The multiresolution grid options every grid model shares (hashgrid, splitgrid).
+
+    ``None`` means "from the signal": :meth:`resolve` fills it for the axes a grid encodes.
+    """
+
+    levels: int = 16  # L: resolution levels
+    features_per_level: int = 2  # F: features stored per table entry (tcnn allows 1, 2, 4, 8)
+    log2_table_size: int | None = None  # log2 T, entries per hashed level (None: 24 for 1-2-D, 19 for 3-4-D)
     base_resolution: int = 16  # N_min: grid resolution of the coarsest level
-    per_level_scale: float = 2.0  # b: growth factor of the resolution from one level to the next
+    per_level_scale: float | None = None  # b: growth per level (None: from N_min, N_max and L)
+    max_resolution: float | None = None  # N_max: of the finest level (None: max(grid size) / 2)
 
     def validate(self) -> None:
-        for name in ("levels", "features_per_level", "base_resolution"):
-            if getattr(self, name) <= 0:
-                raise CoordfitError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if not 1 <= self.log2_table_size <= 30:
+        super().validate()
+        self.check_positive("levels", "features_per_level", "base_resolution", "max_resolution")
+        if self.log2_table_size is not None and not 1 <= self.log2_table_size <= 30:
             raise CoordfitError(f"log2-table-size must be in 1..30, got {self.log2_table_size}")
-        if self.per_level_scale < 1.0:
+        if self.per_level_scale is not None and self.per_level_scale < 1.0:
             raise CoordfitError(f"per-level-scale must be >= 1, got {self.per_level_scale}")
+
+    def resolve(self, dims: int, sizes: tuple[int, ...]) -> GridSpec:
+        """The grid for ``dims`` axes of ``sizes`` points: T, N_max and b made concrete."""
+        log2_t = self.log2_table_size or (24 if dims <= 2 else 19)
+        n_max = self.max_resolution or max(sizes) / 2
+        b = self.per_level_scale or growth_factor(self.base_resolution, n_max, self.levels)
+        return GridSpec(self.levels, self.features_per_level, log2_t, self.base_resolution, b, n_max)
 
 
 def growth_factor(base_resolution: int, max_resolution: float, levels: int) -> float:
@@ -63,12 +76,15 @@ def growth_factor(base_resolution: int, max_resolution: float, levels: int) -> f
 class MultiresGrid(nn.Module):
     """``[N, D]`` points on [-1, 1] -> ``[N, L * F]`` features (level-major, as tiny-cuda-nn)."""
 
-    def __init__(self, in_features: int, config: GridEncodingConfig, hash_all: bool = False) -> None:
-        """``hash_all`` hashes every level into T rows, even those that would fit densely (for tests)."""
+    def __init__(self, in_features: int, config: GridSpec, hash_all: bool = False) -> None:
+        """``config`` with T and b concrete (:meth:`GridSpec.resolve`). ``hash_all`` hashes every
+        level into T rows, even those that would fit densely (for tests)."""
         super().__init__()
         if not 1 <= in_features <= MAX_DIMS:
             raise CoordfitError(f"grid encodings take 1 to {MAX_DIMS} input dimensions, got {in_features}")
         config.validate()
+        if config.log2_table_size is None or config.per_level_scale is None:
+            raise CoordfitError("a grid encoding needs log2_table_size and per_level_scale: resolve() the spec first")
         self.in_features = D = in_features
         self.config = c = config
         T = 1 << c.log2_table_size

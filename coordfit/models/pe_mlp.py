@@ -9,13 +9,14 @@ import torch
 
 from ..errors import CoordfitError
 from ..grid import GridInfo
-from .base import CoordNet, positive
+from ..registry import Config
+from .base import CoordNet
 from .layers import make_encoding, mlp
 from .registry import register_model
 
 
 @dataclass
-class PEMLPConfig:
+class PEMLPConfig(Config):
     encoding: Literal["fourier", "nerf"] = "fourier"  # Gaussian Fourier features or NeRF log-linear
     width: int = 256  # hidden features
     layers: int = 5  # linear layers in total, input and output included
@@ -25,7 +26,8 @@ class PEMLPConfig:
     seed: int = 0  # Fourier: seed of B
 
     def validate(self) -> None:
-        positive(self, "width", "layers", "frequencies", "features", "sigma")
+        super().validate()
+        self.check_positive("width", "layers", "frequencies", "features", "sigma")
         if self.layers < 2:
             raise CoordfitError(f"pe-mlp needs at least 2 layers, got {self.layers}")
 
@@ -46,7 +48,3 @@ class PEMLP(CoordNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, D] -> [N, C]
         return self.net(self.encoding(x))
-
-    def flops_per_sample(self) -> float:
-        enc = self.encoding.out_features * (self.info.in_features if self.config.encoding == "fourier" else 1)
-        return 2.0 * (enc + sum(m.in_features * m.out_features for m in self.net if isinstance(m, torch.nn.Linear)))

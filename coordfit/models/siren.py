@@ -6,23 +6,24 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import CoordfitError
 from ..grid import GridInfo
-from .base import CoordNet, positive
+from ..registry import Config
+from .base import CoordNet
 from .layers import mlp
 from .registry import register_model
 
 
 @dataclass
-class SirenConfig:
+class SirenConfig(Config):
     width: int = 256  # hidden features
     layers: int = 5  # linear layers in total, input and output included
     w0: float = 30.0  # frequency factor of every sine layer
 
     def validate(self) -> None:
-        positive(self, "width", "layers", "w0")
+        super().validate()
+        self.check_positive("width", "layers", "w0")
         if self.layers < 2:
-            from ..errors import CoordfitError
-
             raise CoordfitError(f"siren needs at least 2 layers, got {self.layers}")
 
 
@@ -41,6 +42,3 @@ class Siren(CoordNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, D] -> [N, C]
         return self.net(x)
-
-    def flops_per_sample(self) -> float:
-        return 2.0 * sum(m.in_features * m.out_features for m in self.net if isinstance(m, torch.nn.Linear))
