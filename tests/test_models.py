@@ -45,6 +45,11 @@ def test_param_counts_match_reference() -> None:
     rgb = GridInfo(("y", "x"), (512, 512), 3, "x+y")
     assert create_model("siren", rgb).num_params() == 198_915
     assert create_model("coordx", rgb).num_params() == 199_171
+    # the official code's counts (SplitFCBlock, 256 wide, 3 hidden layers, 2 before the fusion):
+    # --fusion_size 2 --aug_reduce_param, --fusion_size 2, and the full split (last_layer_features 256)
+    assert create_model("coordx", rgb, rank=2).num_params() == 264_963
+    assert create_model("coordx", rgb, rank=2, widen="all").num_params() == 593_923
+    assert create_model("coordx", rgb, full_split=True, rank=256).num_params() == 395_776
 
 
 COORDX_VARIANTS = [
@@ -56,6 +61,8 @@ COORDX_VARIANTS = [
     {"shared_layers": 0},
     {"activation": "relu", "encoding": "nerf"},
     {"activation": "relu", "encoding": "fourier", "features": 8},
+    {"rank": 2, "widen": "all"},
+    {"shared_bias": "whole", "fusion": "sum"},
 ]
 
 
@@ -82,6 +89,58 @@ def test_coordx_split_path_equals_pointwise(info: GridInfo, split: str, variant:
     g2 = torch.autograd.grad(model(x).square().sum(), list(model.parameters()), allow_unused=True)
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
+def _official_coordx(model, x: torch.Tensor) -> torch.Tensor:
+    """The official CoordX forward on points (SplitFCBlock without split_coord), written
+    from its source and fed ``model``'s weights: each branch's own first layer and sine;
+    the shared layers before the fusion add their bias divided by the number of branches
+    (BatchLinear.num_input); the last one fuses after its activation, or before it with
+    fuse_before_activation, or is the output layer (full split); the product (or sum)
+    over branches, then the [F, R] features summed over R; then the remaining layers."""
+    c = model.config
+    k = len(model.branches)
+    sine = lambda h: torch.sin(30.0 * h)  # noqa: E731
+    lin = lambda h, m, div=1: h @ m.weight.T + m.bias / div  # noqa: E731
+    first = [next(m for m in f.modules() if isinstance(m, torch.nn.Linear)) for f in model.first]
+    shared = [m for m in model.shared.modules() if isinstance(m, torch.nn.Linear)]
+    post = [m for m in model.post.modules() if isinstance(m, torch.nn.Linear)]
+    hs = torch.stack([sine(lin(x[:, list(b)], f)) for b, f in zip(model.branches, first)], -2)  # [N, k, M*s]
+    for m in shared[:-1]:
+        hs = sine(lin(hs, m, k))
+    hs = lin(hs, shared[-1], k)
+    if not (c.fuse_before_activation or c.full_split):
+        hs = sine(hs)
+    h = hs.prod(-2) if c.fusion == "prod" else hs.sum(-2)
+    if c.fuse_before_activation:
+        h = sine(h)
+    h = h.reshape(h.shape[0], model.info.out_features if c.full_split else c.width, -1).sum(-1)
+    for i, m in enumerate(post):
+        h = lin(h, m) if i == len(post) - 1 else sine(lin(h, m))
+    return h
+
+
+OFFICIAL_VARIANTS = [{}, {"rank": 2}, {"rank": 2, "widen": "all"}, {"fusion": "sum"},
+                     {"fuse_before_activation": True, "rank": 3}, {"full_split": True, "rank": 4},
+                     {"shared_layers": 1, "layers": 4}]
+
+
+@pytest.mark.parametrize("info,split", [(IMAGE, "x+y"), (VIDEO, "xy+t"), (VIDEO, "x+y+t")])
+@pytest.mark.parametrize("variant", OFFICIAL_VARIANTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()) or "default")
+def test_coordx_equals_the_official_forward(info: GridInfo, split: str, variant: dict) -> None:
+    torch.manual_seed(0)
+    model = create_model("coordx", info, split=split, width=16, **variant).double()
+    for p in model.parameters():  # biases of order 1, so that dividing them or not shows
+        torch.nn.init.uniform_(p, -1.0, 1.0) if p.dim() == 1 else None
+    coords = [axis_coords(n).double() for n in info.shape]
+    pts = branch_points(coords)
+    with torch.no_grad():
+        want = _official_coordx(model, pts)
+        torch.testing.assert_close(model(pts), want, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(evaluate_grid(model, coords).reshape(want.shape), want, rtol=1e-10, atol=1e-10)
+        whole = create_model("coordx", info, split=split, width=16, shared_bias="whole", **variant).double()
+        whole.load_state_dict(model.state_dict())
+        assert (whole(pts) - want).abs().max() > 1e-3  # coordfit's former whole bias is not the official model
 
 
 def test_evaluate_grid_chunking_does_not_change_values() -> None:
@@ -134,6 +193,8 @@ def test_parse_split_orders_branch_dims_by_signal_axes() -> None:
         ("siren", {"bogus": 1}, "no option 'bogus'"),
         ("coordx", {"fusion": "concat"}, "must be one of"),
         ("coordx", {"shared_layers": 4}, "leaves no output layer"),
+        ("coordx", {"full_split": True, "widen": "all"}, "partial split"),
+        ("coordx", {"shared_bias": "half"}, "shared-bias must be one of"),
         ("pe-mlp", {"width": "wide"}, "must be int"),
     ],
 )

@@ -8,6 +8,18 @@ fused grid. On an H x W image the layers before fusion run on H + W points, not 
 
 ``full_split=True`` moves every layer before the fusion: the network becomes a rank-R
 CP decomposition ``f_c(x, y) = sum_r a_cr(x) b_cr(y)``.
+
+Fidelity to the official code (github.com/nexuslrf/CoordX): the same parameter counts
+and, from the same weights, the same outputs (tests/test_models.py holds a reference
+written from its forward). The shared layers before the fusion add their bias divided
+by the number of branches, as its ``BatchLinear`` does (``shared_bias="whole"`` adds
+all of it, as coordfit did before); with ``fuse_before_activation`` the activation acts
+on the ``M*R`` product before the rank sum. ``rank=R`` widens only the last pre-fusion
+layer to ``M*R`` (the official ``--fusion_size R --aug_reduce_param``); ``widen="all"``
+widens every pre-fusion layer, the official default for ``--fusion_size R``. The
+official full split uses rank 256; coordfit's ``rank`` defaults to 1 for both splits
+(one meaning, no hidden dependency between options): pass ``rank=256`` or use the
+``coordx-image-full-paper`` preset.
 """
 
 from __future__ import annotations
@@ -30,7 +42,9 @@ class CoordXConfig(Config):
     layers: int = 5  # linear layers from a coordinate to the output (as SIREN's 5)
     shared_layers: int = 2  # shared layers after each branch's first layer, before fusion
     full_split: bool = False  # put every layer before the fusion (rank-R CP decomposition)
-    rank: int = 1  # R: features per branch are M*R, the product is summed over R
+    rank: int = 1  # R, summed over after the product (the official full split uses 256; coordfit keeps 1 for both)
+    widen: Literal["last", "all"] = "last"  # pre-fusion layers M*R wide: the last (official --aug_reduce_param) or all
+    shared_bias: Literal["divided", "whole"] = "divided"  # shared pre-fusion layers add bias / branches (official) or all of it
     fusion: Literal["prod", "sum"] = "prod"  # outer product (CoordX) or outer sum
     fuse_before_activation: bool = False  # fuse pre-activations of the last pre-fusion layer
     activation: Literal["sine", "relu"] = "sine"  # SIREN branches, or ReLU on an encoding
@@ -53,6 +67,8 @@ class CoordXConfig(Config):
                 f"shared-layers={self.shared_layers} leaves no output layer with layers={self.layers} "
                 f"(at most {self.layers - 2}; or use full_split=true)"
             )
+        if self.full_split and self.widen == "all":
+            raise CoordfitError("widen=all applies to a partial split; a full split's rank widens its output layer")
 
 
 @register_model(
@@ -72,7 +88,7 @@ class CoordX(SplitNet):
             pre_dims, fused_width = [M] * (c.layers - 1) + [C * R], C
             post_dims: list[int] = []
         else:
-            pre_dims, fused_width = [M] * (c.shared_layers + 1), M
+            pre_dims, fused_width = [M * R if c.widen == "all" else M] * (c.shared_layers + 1), M
             pre_dims[-1] = M * R
             post_hidden = c.layers - 2 - c.shared_layers
             post_dims = [M] * (post_hidden + 1) + [C]
@@ -87,5 +103,7 @@ class CoordX(SplitNet):
             encoder, pre_dims, post_dims, c.activation, c.w0,
             pre_act=not (c.full_split or c.fuse_before_activation),
             post_act=c.fuse_before_activation and not c.full_split,
+            shared_bias_scale=1.0 / len(self.branches) if c.shared_bias == "divided" else 1.0,
         )
         self._fused_width = fused_width
+        self._act_before_rank_sum = True  # the official order: activation on the W*R product, then the rank sum

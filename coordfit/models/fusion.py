@@ -61,6 +61,7 @@ class SplitNet(CoordNet):
     """
 
     _fused_width: int
+    _act_before_rank_sum: bool = False  # post_act on the W*R product, then the rank sum (CoordX's order)
 
     def _build_layers(
         self,
@@ -121,11 +122,14 @@ class SplitNet(CoordNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, D] -> [N, C]
         feats = self.branch_features([x[:, list(b)] for b in self.branches])
-        return self._finish(fuse_points(feats, self._fused_width, self.config.rank, self.config.fusion))
+        return self.post(self._fuse(feats, fuse_points))
 
     def forward_grid(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:  # -> [n_1, ..., n_k, C]
-        feats = self.branch_features(parts)
-        return self._finish(fuse_grid(feats, self._fused_width, self.config.rank, self.config.fusion))
+        return self.post(self._fuse(self.branch_features(parts), fuse_grid))
 
-    def _finish(self, fused: torch.Tensor) -> torch.Tensor:  # fused features [..., W] -> [..., C]
-        return self.post(self.post_act(fused))
+    def _fuse(self, feats: list[torch.Tensor], fuse: Callable[..., torch.Tensor]) -> torch.Tensor:
+        """Fused features ``[..., W]``, ``post_act`` applied (before the rank sum where asked)."""
+        W, R, op = self._fused_width, self.config.rank, self.config.fusion
+        if self._act_before_rank_sum and R > 1:
+            return _reduce_rank(self.post_act(fuse(feats, W * R, 1, op)), W, R)
+        return self.post_act(fuse(feats, W, R, op))
