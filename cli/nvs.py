@@ -89,7 +89,7 @@ def train_cmd(
     if (scenes is None) == (not procedural):
         raise CoordfitError("pass exactly one of --scenes DIR or --procedural")
     model_config = parse_options(option)
-    NVSConfig.from_dict(model_config).check()  # fail before any work on a bad option
+    NVSConfig.from_dict(model_config)  # fail before any work on a bad option (validated there)
     cfg = nvs_train.TrainConfig(
         model=model, model_config=model_config, scenes=str(scenes) if scenes else None, size=size,
         input_views=(input_views_min, input_views_max), target_views=target_views, steps=steps or 2000,

@@ -59,7 +59,7 @@ def test_bad_input_gives_one_error_line(tmp_path):
     _bad(["scenes", "--count", 1, "--layout", "spiral", "--out", tmp_path / "x"], "layout")
     _bad(["train", "--steps", 1], "exactly one of --scenes DIR or --procedural")
     _bad(["train", "--procedural", "-o", "attention=sparse", "--out", tmp_path / "r"], "attention must be one of")
-    _bad(["train", "--procedural", "-o", "nope=1", "--out", tmp_path / "r"], "unknown model options")
+    _bad(["train", "--procedural", "-o", "nope=1", "--out", tmp_path / "r"], "has no option 'nope'")
     _bad(["eval", "--checkpoint", tmp_path / "missing"], "does not exist")
     _bad(["eval", "--checkpoint", tmp_path / "missing", "--device", "cuda"] if torch.cuda.is_available()
          else ["train", "--procedural", "--device", "cuda", "--out", tmp_path / "c"], "CUDA")

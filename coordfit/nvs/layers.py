@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..errors import CoordfitError
-from .attention import ATTENTION_KINDS, check_quadtree, full_attention, quadtree_attention
+from ..registry import Config
+from .attention import AttentionKind, check_quadtree, full_attention, quadtree_attention
 from .cameras import plucker
 
 __all__ = ["NVSConfig", "Attention", "Block", "Tokenizer", "RenderHead", "init_weights", "camera_inputs"]
 
 
 @dataclass
-class NVSConfig:
-    """Sizes and attention options of a view-synthesis model."""
+class NVSConfig(Config):
+    """Sizes and attention options of a view-synthesis model (``from_dict`` refuses unknown
+    keys; ``validate()`` checks the choices and sizes, each with one line)."""
 
     patch: int = 4
     """Patch size p: each p x p pixel patch becomes one token."""
@@ -29,23 +31,20 @@ class NVSConfig:
     """Channels per attention head (heads = width / head_dim)."""
     mlp_ratio: int = 4
     """MLP hidden width as a multiple of the token width."""
-    attention: str = "full"
+    attention: AttentionKind = "full"
     """Self-attention backend: full | quadtree-a | quadtree-b."""
-    cross_attention: str = "full"
+    cross_attention: AttentionKind = "full"
     """efficient-lvsm only: target-to-input cross-attention backend."""
     quadtree_levels: int = 2
     """Pyramid levels for QuadTree attention (1 = no pyramid)."""
     quadtree_topk: list[int] = field(default_factory=lambda: [8])
     """Keys kept per query at each level above the finest, coarsest first."""
 
-    def check(self) -> None:
-        if self.patch < 1 or self.width < 1 or self.depth < 1:
-            raise CoordfitError("patch, width and depth must be positive")
+    def validate(self) -> None:
+        super().validate()
+        self.check_positive("patch", "width", "depth", "head_dim", "mlp_ratio", "quadtree_levels")
         if self.width % self.head_dim:
             raise CoordfitError(f"width {self.width} is not a multiple of head_dim {self.head_dim}")
-        for name in ("attention", "cross_attention"):
-            if getattr(self, name) not in ATTENTION_KINDS:
-                raise CoordfitError(f"{name} must be one of {', '.join(ATTENTION_KINDS)}, got {getattr(self, name)!r}")
 
     def check_image(self, height: int, width: int) -> tuple[int, int]:
         """Token grid ``(h, w)`` for an image size, with clear errors when it does not fit."""
@@ -55,17 +54,6 @@ class NVSConfig:
         if "quadtree" in self.attention or "quadtree" in self.cross_attention:
             check_quadtree(grid, self.quadtree_levels, self.quadtree_topk)
         return grid
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> NVSConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CoordfitError(f"unknown model options {unknown}; known: {sorted(known)}")
-        return cls(**data)
 
 
 class Attention(nn.Module):

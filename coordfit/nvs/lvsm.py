@@ -22,7 +22,7 @@ class LVSM(nn.Module):
     def __init__(self, cfg: NVSConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg = cfg or NVSConfig()
-        cfg.check()
+        cfg.validate()
         self.input_tokens = Tokenizer(9, cfg)
         self.target_tokens = Tokenizer(6, cfg)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))

@@ -2,47 +2,63 @@
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 from torch import nn
 
 from ..checkpoint import load_weights, save_weights, weights_metadata
 from ..errors import CoordfitError
 from ..io import read_json, write_json
+from ..registry import Component, Registry
 from .efficient_lvsm import EfficientLVSM
 from .layers import NVSConfig
 from .lvsm import LVSM
 
-__all__ = ["register", "list_models", "create_model", "save_model", "load_model", "SHIPPED_CHECKPOINT"]
-
-_MODELS: dict[str, type[nn.Module]] = {}
+__all__ = ["MODELS", "register_model", "list_models", "create_model", "save_model", "load_model", "SHIPPED_CHECKPOINT"]
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "nvs" / "efficient-lvsm-32px.safetensors"
 """The small Efficient-LVSM trained by ``coordfit nvs train`` on procedural 32 px scenes."""
 
 
-def register(name: str, cls: type[nn.Module]) -> None:
-    if name in _MODELS and _MODELS[name] is not cls:
-        warnings.warn(f"view-synthesis model '{name}' registered twice; the last one wins", stacklevel=2)
-    _MODELS[name] = cls
+@dataclass(frozen=True)
+class NVSModelEntry(Component):
+    """A view-synthesis model: built as ``cls(NVSConfig)``."""
+
+    what: ClassVar[str] = "view-synthesis model"
 
 
-register("lvsm", LVSM)
-register("efficient-lvsm", EfficientLVSM)
+MODELS: Registry[NVSModelEntry] = Registry("view-synthesis model")
+
+
+def register_model(name: str, *, description: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator, as the coordinate models' ``register_model``; the class takes an ``NVSConfig``."""
+
+    def deco(cls: type[nn.Module]) -> type[nn.Module]:
+        MODELS.add(name, NVSModelEntry(name, description, NVSConfig, cls))
+        return cls
+
+    return deco
+
+
+register_model("lvsm", description="LVSM decoder-only: full self-attention over input and target tokens")(LVSM)
+register_model("efficient-lvsm", description="Efficient-LVSM: input self-attention once (KV cache), targets cross-attend")(
+    EfficientLVSM)
 
 
 def list_models() -> list[str]:
-    return sorted(_MODELS)
+    """Registered view-synthesis model names, in registration order."""
+    return MODELS.names()
 
 
-def create_model(name: str, cfg: NVSConfig | dict | None = None) -> nn.Module:
-    """Build a registered model from a config (dataclass or dict of its fields)."""
-    if name not in _MODELS:
-        raise CoordfitError(f"unknown view-synthesis model '{name}'; choose from {', '.join(list_models())}")
-    if isinstance(cfg, dict):
-        cfg = NVSConfig.from_dict(cfg)
-    return _MODELS[name](cfg)
+def create_model(name: str, cfg: NVSConfig | dict[str, Any] | None = None) -> nn.Module:
+    """Build a registered model from a config (dataclass, or dict of its fields: unknown keys refused)."""
+    entry = MODELS.get(name)
+    if isinstance(cfg, NVSConfig):
+        return entry.build(cfg)  # the model validates it
+    return entry.create(**(cfg or {}))
 
 
 def _config_path(weights: Path) -> Path:
@@ -76,7 +92,7 @@ def load_model(path: str | Path | None = None) -> tuple[nn.Module, dict]:
         raise CoordfitError(f"checkpoint {path} has no {path.stem}.json or config.json beside it")
     info = read_json(info_path)
     name = info.get("model", meta.get("model"))
-    if name not in _MODELS:
+    if name not in MODELS:
         raise CoordfitError(f"{info_path} names model {name!r}, not a view-synthesis model")
     model = create_model(name, info.get("config", {}))
     load_weights(path, model, name)
