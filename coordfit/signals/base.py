@@ -11,32 +11,29 @@ from typing import Any, ClassVar
 import torch
 
 from ..grid import GridInfo, check_generator, gather, sample_branches
+from ..registry import Registry
 
-__all__ = ["Signal", "GridSignal", "register_signal", "signal_class", "signal_kinds", "psnr_from_mse"]
+__all__ = ["Signal", "GridSignal", "SIGNALS", "register_signal", "signal_class", "signal_kinds", "psnr_from_mse"]
 
-_SIGNALS: dict[str, type[Signal]] = {}
+SIGNALS: Registry[type[Signal]] = Registry("signal kind")
 
 
 def register_signal(kind: str):
+    """Class decorator: registers a :class:`Signal` subclass as ``kind``."""
+
     def deco(cls: type[Signal]) -> type[Signal]:
         cls.kind = kind
-        _SIGNALS[kind] = cls
-        return cls
+        return SIGNALS.add(kind, cls)
 
     return deco
 
 
 def signal_class(kind: str) -> type[Signal]:
-    from ..errors import CoordfitError
-
-    try:
-        return _SIGNALS[kind]
-    except KeyError:
-        raise CoordfitError(f"unknown signal kind '{kind}' (known: {', '.join(_SIGNALS)})") from None
+    return SIGNALS.get(kind)
 
 
 def signal_kinds() -> list[str]:
-    return list(_SIGNALS)
+    return SIGNALS.names()
 
 
 def psnr_from_mse(mse: float, data_range: float) -> float:
