@@ -10,8 +10,7 @@ from rich.table import Table
 
 import coordfit
 from coordfit.errors import CoordfitError
-from coordfit.presets import get_preset
-from coordfit.train import TrainConfig, TrainingInterrupted
+from coordfit.train import TrainingInterrupted
 
 from ._common import console, err_console, parse_options
 
@@ -73,29 +72,18 @@ def run_fit(
                                      model=model, progress=progress)
         else:
             model_options: dict[str, Any] = {}
-            train_options: dict[str, Any] = {}
-            if preset is not None:
-                p = get_preset(preset)
-                if p.kind != kind:
-                    raise CoordfitError(f"preset '{preset}' is for {p.kind} signals, not {kind}")
-                if model is not None and model != p.model:
-                    raise CoordfitError(f"preset '{preset}' uses model '{p.model}', not '{model}'")
-                model = p.model
-                model_options.update(p.model_options)
-                train_options.update(p.train_options)
-            model = model or "coordx"
             for key, value in (("split", split), ("width", width), ("layers", layers), ("rank", rank),
                                ("backend", backend)):
                 if value is not None:
                     model_options[key] = value
             model_options.update(parse_options(options))
+            train_options: dict[str, Any] = {"seed": seed, "device": device, "checkpoint_every": checkpoint_every}
             for key, value in (("steps", steps), ("time_budget", time_budget), ("target_psnr", target_psnr),
                                ("lr", lr), ("grid_batch", grid_batch), ("batch_points", batch_points)):
                 if value is not None:
                     train_options[key] = value
-            train = TrainConfig(seed=seed, device=device, checkpoint_every=checkpoint_every, **train_options)
-            result = coordfit.fit(source, model, kind=kind, train=train, out=out, progress=progress,
-                                  signal_options=signal_options, **model_options)
+            result = coordfit.fit(source, model, kind=kind, preset=preset, train=train_options, out=out,
+                                  progress=progress, signal_options=signal_options, **model_options)
     except TrainingInterrupted as exc:
         err_console.print(f"{exc}; continue with: coordfit {kind} --resume {exc.run_dir}", markup=False)
         raise typer.Exit(130) from None

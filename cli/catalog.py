@@ -1,14 +1,16 @@
-"""`coordfit models` and `coordfit presets`: what the registry holds."""
+"""`coordfit models` and `coordfit presets`: what the registries hold."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from coordfit.models import list_models, model_entry
 from coordfit.presets import PRESETS
+from coordfit.registry import field_docs
 
 from ._common import console
 from .main import app
@@ -16,7 +18,7 @@ from .main import app
 
 @app.command("models")
 def models_cmd(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list each model's options and defaults."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list each model's options, defaults and meaning."),
 ) -> None:
     """List the registered models with a one-line description."""
     table = Table(title="coordfit models", show_lines=verbose)
@@ -24,23 +26,34 @@ def models_cmd(
     table.add_column("lr")
     table.add_column("split")
     table.add_column("description")
-    if verbose:
-        table.add_column("options (defaults)")
     for name in list_models():
         e = model_entry(name)
-        row = [name, f"{e.lr:g}", "yes" if e.splittable else "no", e.description]
-        if verbose:
-            row.append(", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(e.config_cls)))
-        table.add_row(*row)
+        table.add_row(name, f"{e.lr:g}", "yes" if e.splittable else "no", e.description)
     console.print(table)
+    if verbose:
+        for name in list_models():
+            cls = model_entry(name).config_cls
+            docs = field_docs(cls)
+            options = Table(title=f"{name} options (-o KEY=VALUE)", title_justify="left", show_edge=False)
+            for col in ("option", "default", "meaning"):
+                options.add_column(col)
+            for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+                options.add_row(f.name, escape(repr(_default(f))), escape(docs[f.name]))
+            console.print(options)
+
+
+def _default(f: dataclasses.Field) -> object:
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return f.default
 
 
 @app.command("presets")
 def presets_cmd() -> None:
-    """List named presets (use them with --preset)."""
+    """List named presets (use them with --preset, or coordfit.fit(preset=...))."""
     table = Table(title="coordfit presets")
     for col in ("preset", "signal", "model", "description"):
         table.add_column(col)
     for p in PRESETS.values():
-        table.add_row(p.name, p.kind, p.model, p.description)
+        table.add_row(p.name, p.kind, p.model, escape(p.description))
     console.print(table)

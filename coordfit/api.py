@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from .grid import GridInfo
 from .io import new_run_dir, read_json, write_json
 from .models import create_model, make_config, model_entry
 from .models.base import CoordNet
+from .presets import resolve_preset
 from .signals import Signal, load_signal, signal_class, signal_from_meta
 from .train import TrainConfig, Trainer
 
@@ -68,10 +70,11 @@ def _finish(trainer: Trainer, signal: Signal, run_dir: Path | None, name: str) -
 
 def fit(
     signal: Signal | str | Path | None = None,
-    model: str = "coordx",
+    model: str | None = None,
     *,
-    kind: str = "image",
-    train: TrainConfig | None = None,
+    kind: str | None = None,
+    preset: str | None = None,
+    train: TrainConfig | Mapping[str, Any] | None = None,
     out: str | Path | None = None,
     save: bool = True,
     runs_root: str | Path = "runs",
@@ -81,18 +84,25 @@ def fit(
 ) -> FitResult:
     """Fit ``model`` to ``signal`` and (with ``save``) write a run folder.
 
-    ``signal`` is a :class:`Signal`, a path, or None for the kind's built-in default.
-    ``model_options`` go to the model's config (``width=128``, ``split="x+y"``...).
-    The run folder is ``out`` (must be empty or new) or ``runs/<kind>/<model>/<time>/``.
+    ``signal`` is a :class:`Signal`, a path, or None for the preset's signal or the kind's
+    built-in default. ``model_options`` go to the model's config (``width=128``,
+    ``split="x+y"``...). ``preset`` (see ``coordfit presets``) supplies the model, its
+    options and training settings under the explicit ones (:func:`~coordfit.presets.resolve_preset`);
+    ``train`` is a :class:`TrainConfig` or a mapping of its fields. Without a preset the
+    model is ``coordx`` and the kind ``image``. The run folder is ``out`` (must be empty
+    or new) or ``runs/<kind>/<model>/<time>/``.
 
     >>> result = coordfit.fit("photo.png", "coordx", train=TrainConfig(steps=500))  # doctest: +SKIP
+    >>> result = coordfit.fit(preset="coordx-image-paper", train={"steps": 500})  # doctest: +SKIP
     >>> result.metrics["psnr"]  # doctest: +SKIP
     """
-    train = train or TrainConfig()
+    choice = resolve_preset(preset, kind=signal.kind if isinstance(signal, Signal) else kind, model=model,
+                            model_options=model_options, train=train)
+    model, train = choice.model, choice.train
     train.validate()
     if not isinstance(signal, Signal):
-        signal = load_signal(kind, signal, **(signal_options or {}))
-    net = _prepare_model(model, signal, train.seed, dict(model_options))
+        signal = load_signal(choice.kind, signal if signal is not None else choice.source, **(signal_options or {}))
+    net = _prepare_model(model, signal, train.seed, choice.model_options)
     run_dir = new_run_dir(signal.kind, model, out, runs_root) if save else None
     if run_dir is not None:
         write_json(run_dir / "config.json", _run_config(model, net, signal, train))
