@@ -356,3 +356,19 @@ def test_real_scans_label_and_fit(shared_data: Path, tmp_path: Path) -> None:
     ply = trimesh.load(tmp_path / "bunny" / "mesh.ply")
     src = trimesh.load(meshes / "stanford_bun_zipper.ply")
     np.testing.assert_allclose(ply.bounds, src.bounds, atol=0.1 * np.ptp(src.bounds[:, 0]) + 0.01)
+
+
+def test_mesh_metrics_known_values() -> None:
+    from coordfit.signals.shape import mesh_metrics
+
+    ball = trimesh.creation.icosphere(subdivisions=3)
+    unit = ml.MeshData(np.asarray(ball.vertices, np.float64), np.asarray(ball.faces, np.int64))
+    same = mesh_metrics(unit, unit, 5000)
+    assert same == {"chamfer_l1": 0.0, "chamfer_l2": 0.0, "normal_consistency": pytest.approx(1.0, abs=1e-12)}
+    # a concentric sphere 10% larger: every nearest neighbour is ~0.1 away, normals parallel
+    big = ml.MeshData(unit.vertices * 1.1, unit.faces)
+    m = mesh_metrics(big, unit, 20000)
+    assert m["chamfer_l1"] == pytest.approx(0.1, abs=0.006) and m["chamfer_l2"] == pytest.approx(0.01, abs=0.0015)
+    assert m["normal_consistency"] > 0.99
+    assert mesh_metrics(ml.MeshData(unit.vertices, unit.faces[:0]), unit, 100) == {
+        "chamfer_l1": None, "chamfer_l2": None, "normal_consistency": None}
