@@ -29,7 +29,7 @@ from .base import CoordNet
 from .grid_encoding import GridSpec, MultiresGrid
 from .layers import mlp
 from .registry import register_model
-from .tcnn import TcnnLayout, TcnnNetwork, tcnn_available
+from .tcnn import TcnnLayout, TcnnMismatch, TcnnNetwork, tcnn_available
 
 __all__ = ["HashGridConfig", "HashGrid"]
 
@@ -59,21 +59,27 @@ class HashGrid(CoordNet):
         self.encoding_config = spec = c.resolve(info.in_features, info.shape)
         self.encoding = MultiresGrid(info.in_features, spec)
         dims = [self.encoding.out_features] + [c.width] * (c.layers - 1) + [info.out_features]
-        tcnn_net = c.backend == "tcnn"
-        self.mlp = mlp(dims, "relu", last_activation=False, bias=not tcnn_net)
+        self.mlp = mlp(dims, "relu", last_activation=False, bias=c.backend == "torch")
         self._tcnn: TcnnNetwork | None = None
         self.tcnn_layout: TcnnLayout | None = None
-        if tcnn_net:
-            for lin in self.linears():
-                nn.init.xavier_uniform_(lin.weight)  # tiny-cuda-nn's init of its MLPs
-            self.tcnn_layout = TcnnLayout(tuple(dims), tuple(self.encoding.table.shape))
-            reason = tcnn_available()
-            if reason is None:
-                self._tcnn = TcnnNetwork(info.in_features, info.out_features, spec, c.width, c.layers,
-                                         self.tcnn_layout)
-            else:
-                # one fixed location (the registry's build call): Python's default filter shows it once
-                warnings.warn(f"backend=tcnn unavailable ({reason}); running its network in PyTorch", stacklevel=2)
+        if c.backend == "tcnn":
+            self._set_up_tcnn(spec, dims)
+
+    def _set_up_tcnn(self, spec: GridSpec, dims: list[int]) -> None:
+        """tiny-cuda-nn's network: its init, its layout, and tinycudann where it can run."""
+        for lin in self.linears():
+            nn.init.xavier_uniform_(lin.weight)  # tiny-cuda-nn's init of its MLPs
+        self.tcnn_layout = TcnnLayout(tuple(dims), tuple(self.encoding.table.shape))
+        reason = tcnn_available()
+        if reason is None:
+            try:
+                self._tcnn = TcnnNetwork(self.info.in_features, self.info.out_features, spec, self.config.width,
+                                         self.config.layers, self.tcnn_layout)
+            except TcnnMismatch as exc:
+                reason = str(exc)
+        if reason is not None:
+            # one fixed location (the registry's build call): Python's default filter shows it once
+            warnings.warn(f"backend=tcnn unavailable ({reason}); running its network in PyTorch", stacklevel=3)
 
     @property
     def backend(self) -> str:

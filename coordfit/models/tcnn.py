@@ -30,7 +30,8 @@ from torch import nn
 
 from .grid_encoding import GridSpec
 
-__all__ = ["TcnnLayout", "TcnnNetwork", "tcnn_available", "tcnn_encoding_config", "tcnn_network_config"]
+__all__ = ["TcnnLayout", "TcnnNetwork", "TcnnMismatch", "tcnn_available", "tcnn_encoding_config",
+           "tcnn_network_config"]
 
 ALIGNMENT = 16  # tiny-cuda-nn pads MLP input and output widths to multiples of 16
 
@@ -111,6 +112,10 @@ class TcnnLayout:
             raise ValueError(f"weights {shapes} and table {tuple(table.shape)} do not fit the layout {self}")
 
 
+class TcnnMismatch(RuntimeError):
+    """This tinycudann build does not hold its parameters as :class:`TcnnLayout` says."""
+
+
 def _round_up(n: int) -> int:
     return -(-n // ALIGNMENT) * ALIGNMENT
 
@@ -131,7 +136,7 @@ class TcnnNetwork(nn.Module):
         native = tcnn.NetworkWithInputEncoding(n_in, n_out, tcnn_encoding_config(spec),
                                                tcnn_network_config(width, layers))
         if native.params.numel() != layout.size:
-            raise RuntimeError(f"this tinycudann build holds {native.params.numel()} parameters where coordfit "
+            raise TcnnMismatch(f"this tinycudann build holds {native.params.numel()} parameters where coordfit "
                                f"packs {layout.size}: its layout differs from the one coordfit knows")
         del native.params
         self.native = native
