@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from coordfit.models import list_models, model_entry
-from coordfit.presets import PRESETS
+from coordfit.presets import get_preset, list_presets
 from coordfit.registry import field_docs
 
 from ._common import console
@@ -54,6 +54,7 @@ def presets_cmd() -> None:
     table = Table(title="coordfit presets")
     for col in ("preset", "signal", "model", "description"):
         table.add_column(col)
-    for p in PRESETS.values():
+    for name in list_presets():
+        p = get_preset(name)
         table.add_row(p.name, p.kind, p.model, escape(p.description))
     console.print(table)

@@ -3,7 +3,9 @@
 Coordinate models, view-synthesis models, signal kinds and presets are each held by a
 :class:`Registry`: names in registration order, a name registered twice warns (the
 later one wins), an unknown name is refused with one :class:`CoordfitError` line that
-lists the known names (timm's ``create_model`` / ``list_models`` on top of it).
+lists the known names. Each kind registers through its own decorator or function on
+:meth:`Registry.add` (``@register_model``, ``@register_signal``, ``register_preset``)
+and offers ``list_*`` / ``create_*`` on top, as timm's ``list_models`` / ``create_model``.
 
 A component configured by a dataclass subclasses :class:`Config` for it:
 ``from_dict`` refuses unknown keys and reads values by the field types (``Literal``
@@ -54,14 +56,6 @@ class Registry(Generic[T]):
             warnings.warn(f"{self.what} '{name}' registered twice; the later one wins", stacklevel=3)
         self._entries[name] = entry
         return entry
-
-    def register(self, name: str) -> Callable[[T], T]:
-        """Decorator form of :meth:`add`: ``@KINDS.register("name")``."""
-
-        def deco(entry: T) -> T:
-            return self.add(name, entry)
-
-        return deco
 
     def get(self, name: str) -> T:
         """The entry named ``name``; one :class:`CoordfitError` line listing the known names otherwise."""

@@ -75,7 +75,7 @@ def test_every_registry_keeps_one_contract(which: str, registry: Registry, name:
 
 def test_a_registry_in_isolation() -> None:
     reg: Registry[int] = Registry("colour")
-    reg.register("red")(1)
+    reg.add("red", 1)
     reg.add("blue", 2)
     assert reg.names() == ["red", "blue"] and reg.get("blue") == 2 and reg["red"] == 1
     with pytest.warns(UserWarning, match="colour 'red' registered twice"):

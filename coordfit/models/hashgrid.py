@@ -56,7 +56,7 @@ class HashGrid(CoordNet):
     def __init__(self, config: HashGridConfig, info: GridInfo) -> None:
         super().__init__(config, info)
         c = config
-        self.encoding_config = spec = c.resolve(info.in_features, info.shape)
+        spec = c.resolve(info.in_features, info.shape)
         self.encoding = MultiresGrid(info.in_features, spec)
         dims = [self.encoding.out_features] + [c.width] * (c.layers - 1) + [info.out_features]
         self.mlp = mlp(dims, "relu", last_activation=False, bias=c.backend == "torch")

@@ -140,7 +140,6 @@ class TcnnNetwork(nn.Module):
                                f"packs {layout.size}: its layout differs from the one coordfit knows")
         del native.params
         self.native = native
-        self.layout = layout
 
     def forward(self, x01: torch.Tensor, params: torch.Tensor) -> torch.Tensor:  # [N, D] on [0, 1] -> [N, C]
         self.native.params = params.to(self.native.dtype)
