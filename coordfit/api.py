@@ -15,7 +15,7 @@ from .checkpoint import load_weights
 from .errors import CoordfitError
 from .grid import GridInfo
 from .io import new_run_dir, read_json, write_json
-from .models import create_model, make_config, model_entry
+from .models import create_model, model_entry
 from .models.base import CoordNet
 from .presets import resolve_preset
 from .signals import Signal, load_signal, signal_class, signal_from_meta
@@ -40,9 +40,9 @@ def _prepare_model(model: str, signal: Signal, seed: int, options: dict[str, Any
     if "split" in options and not entry.splittable and options["split"] not in (None, ""):
         raise CoordfitError(f"model '{model}' does not split its input; --split applies to split models (e.g. coordx)")
     options = {k: v for k, v in options.items() if not (k == "split" and not entry.splittable)}
-    make_config(model, **options)  # validate before anything is created
+    config = entry.make_config(**options)  # validated before anything is created
     torch.manual_seed(seed)
-    return create_model(model, signal.info, **options)
+    return entry.build(config, signal.info)
 
 
 def _run_config(name: str, net: CoordNet, signal: Signal, train: TrainConfig) -> dict[str, Any]:
@@ -98,8 +98,7 @@ def fit(
     """
     choice = resolve_preset(preset, kind=signal.kind if isinstance(signal, Signal) else kind, model=model,
                             model_options=model_options, train=train)
-    model, train = choice.model, choice.train
-    train.validate()
+    model, train = choice.model, choice.train  # validated there
     if not isinstance(signal, Signal):
         signal = load_signal(choice.kind, signal if signal is not None else choice.source, **(signal_options or {}))
     net = _prepare_model(model, signal, train.seed, choice.model_options)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import CoordfitError
-from .registry import Registry
+from .registry import Registry, config_from_dict
 from .train import TrainConfig
 
 __all__ = ["Preset", "PRESETS", "DEFAULT_MODEL", "ResolvedPreset", "get_preset", "list_presets", "register_preset",
@@ -86,14 +86,14 @@ def resolve_preset(
         explicit = dict(train or {})
     if name is None:
         return ResolvedPreset(kind or "image", model or DEFAULT_MODEL, dict(model_options or {}),
-                              TrainConfig(**explicit), None)
+                              config_from_dict(TrainConfig, explicit, "training"), None)
     p = get_preset(name)
     if kind is not None and kind != p.kind:
         raise CoordfitError(f"preset '{name}' is for {p.kind} signals, not {kind}")
     if model is not None and model != p.model:
         raise CoordfitError(f"preset '{name}' uses model '{p.model}', not '{model}'")
     return ResolvedPreset(p.kind, p.model, {**p.model_options, **(model_options or {})},
-                          TrainConfig(**{**p.train_options, **explicit}), p.source)
+                          config_from_dict(TrainConfig, {**p.train_options, **explicit}, "training"), p.source)
 
 
 # The papers' image setting: the whole 512 x 512 grid every step, Adam 1e-4, 10,000 steps,

@@ -31,10 +31,11 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from .errors import CoordfitError
 
-__all__ = ["Registry", "Component", "Config", "field_docs"]
+__all__ = ["Registry", "Component", "Config", "config_from_dict", "field_docs"]
 
 T = TypeVar("T")
 C = TypeVar("C", bound="Config")
+D = TypeVar("D")
 
 
 class Registry(Generic[T]):
@@ -110,22 +111,8 @@ class Config:
 
     @classmethod
     def from_dict(cls: type[C], data: Mapping[str, Any], owner: str | None = None) -> C:
-        """Build from ``data`` (``-`` in keys read as ``_``): unknown keys refused, values read
-        by the field types, then :meth:`validate`. ``owner`` names the component in errors."""
-        owner = owner or cls.__name__
-        hints = typing.get_type_hints(cls)
-        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-        if not isinstance(data, Mapping):
-            raise CoordfitError(f"{owner} options must be a mapping of names to values, got {type(data).__name__}")
-        clean = {}
-        for key, value in data.items():
-            key = str(key).replace("-", "_")
-            if key not in names:
-                raise CoordfitError(f"{owner} has no option '{key}' (options: {', '.join(names)})")
-            clean[key] = _coerce(value, hints[key], key, owner)
-        cfg = cls(**clean)
-        cfg.validate()
-        return cfg
+        """Build from ``data``: see :func:`config_from_dict`."""
+        return config_from_dict(cls, data, owner)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
@@ -146,6 +133,28 @@ class Config:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise CoordfitError(f"{_flag(name)} must be positive, got {value}")
+
+
+def config_from_dict(cls: type[D], data: Mapping[str, Any], owner: str | None = None) -> D:
+    """Build dataclass ``cls`` from ``data`` (``-`` in keys read as ``_``): unknown keys
+    refused, values read by the field types, then its ``validate()`` if it has one.
+    ``owner`` names the component in errors (default: the class name)."""
+    owner = owner or cls.__name__
+    if not isinstance(data, Mapping):
+        raise CoordfitError(f"{owner} options must be a mapping of names to values, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    clean = {}
+    for key, value in data.items():
+        key = str(key).replace("-", "_")
+        if key not in names:
+            raise CoordfitError(f"{owner} has no option '{key}' (options: {', '.join(names)})")
+        clean[key] = _coerce(value, hints[key], key, owner)
+    cfg = cls(**clean)
+    validate = getattr(cfg, "validate", None)
+    if validate is not None:
+        validate()
+    return cfg
 
 
 def _flag(name: str) -> str:

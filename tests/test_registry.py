@@ -179,6 +179,11 @@ def test_presets_resolve_under_explicit_choices() -> None:
         resolve_preset("siren-image", model="coordx")
     with pytest.raises(CoordfitError, match="unknown preset 'nope'"):
         resolve_preset("nope")
+    with pytest.raises(CoordfitError, match=r"training has no option 'stpes' \(options: steps, "):
+        resolve_preset("coordx-image-paper", train={"stpes": 5})
+    with pytest.raises(CoordfitError, match="training option steps='many' must be int"):
+        resolve_preset(None, train={"steps": "many"})
+    assert resolve_preset(None, train={"steps": "7", "lr": "1e-3"}).train.steps == 7  # read by type, as -o values
 
 
 def test_fit_takes_a_preset_in_the_library(one_thread) -> None:
