@@ -207,3 +207,16 @@ def test_a_preset_without_a_signal_fits_its_own(monkeypatch) -> None:
                      width=4)
     assert seen["source"] == "skimage:camera" and r.metrics["model"] == "siren"
     assert torch.isfinite(torch.tensor(r.metrics["psnr"]))
+
+
+def test_models_verbose_lists_every_option_with_its_meaning(runner) -> None:
+    from coordfit_cli.main import app
+
+    res = runner.invoke(app, ["models", "-v"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    for name in list_models():
+        assert f"{name} options" in res.stdout
+        assert all(f.name in res.stdout for f in dataclasses.fields(model_entry(name).config_cls))
+    assert "the official full split uses 256; coordfit keeps 1 for both" in res.stdout  # the rank choice, stated
+    res = runner.invoke(app, ["presets"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and all(p in res.stdout for p in ("siren-image-paper", "coordx-image-full-paper"))
