@@ -11,13 +11,14 @@ from typing import Any
 import torch
 
 from . import __version__
-from .checkpoint import load_weights
+from .checkpoint import load_weights, open_checkpoint
 from .errors import CoordfitError
 from .grid import GridInfo
 from .io import new_run_dir, read_json, write_json
 from .models import create_model, model_entry
 from .models.base import CoordNet
 from .presets import resolve_preset
+from .runs import check_signal, discard_if_unstarted, read_run_config, source_sha256
 from .signals import Signal, load_signal, signal_class, signal_from_meta
 from .train import TrainConfig, Trainer
 
@@ -53,6 +54,7 @@ def _run_config(name: str, net: CoordNet, signal: Signal, train: TrainConfig) ->
         "split": net.split,
         "grid": net.info.to_dict(),
         "signal": signal.meta(),
+        "source_sha256": source_sha256(signal.meta()),  # a resume warns when the source changed
         "train": dataclasses.asdict(train),
     }
 
@@ -103,10 +105,11 @@ def fit(
         signal = load_signal(choice.kind, signal if signal is not None else choice.source, **(signal_options or {}))
     net = _prepare_model(model, signal, train.seed, choice.model_options)
     run_dir = new_run_dir(signal.kind, model, out, runs_root) if save else None
-    if run_dir is not None:
-        write_json(run_dir / "config.json", _run_config(model, net, signal, train))
-    trainer = Trainer(net, signal, train, run_dir)
-    trainer.run(progress=progress)
+    with discard_if_unstarted(run_dir):  # a start that fails leaves --out reusable
+        if run_dir is not None:
+            write_json(run_dir / "config.json", _run_config(model, net, signal, train))
+        trainer = Trainer(net, signal, train, run_dir)
+        trainer.run(progress=progress)
     return _finish(trainer, signal, run_dir, model)
 
 
@@ -119,29 +122,40 @@ def resume(
     model: str | None = None,
     progress: bool | None = None,
 ) -> FitResult:
-    """Continue an interrupted or finished run in place (``steps`` is the new total)."""
+    """Continue an interrupted or finished run in place (``steps`` is the new total).
+
+    Everything is checked before anything in the folder is written: a refused resume
+    leaves the run as it was.
+    """
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
-    if not cfg_path.is_file():
-        raise CoordfitError(f"{run_dir} is not a coordfit run folder (no config.json)")
-    if not (run_dir / "train_state.json").is_file():
+    cfg = read_run_config(run_dir)
+    ckpt = open_checkpoint(run_dir)
+    if ckpt.step is None or not ckpt.has("train_state.json"):
         raise CoordfitError(f"{run_dir} has no checkpoint to resume from (no train_state.json)")
-    cfg = read_json(cfg_path)
     if model is not None and model != cfg["model"]:
         raise CoordfitError(f"{run_dir} was fitted with model '{cfg['model']}', not '{model}'")
-    train = TrainConfig(**cfg["train"])
+    try:
+        train = TrainConfig(**cfg["train"])
+    except TypeError as exc:
+        raise CoordfitError(f"{cfg_path}: 'train' does not fit this coordfit ({exc})") from None
     if steps is not None:
         train.steps = steps
     if time_budget is not None:
         train.time_budget = time_budget
     if target_psnr is not None:
         train.target_psnr = target_psnr
-    signal = signal_from_meta(cfg["signal"])
+    train.validate()
+    if ckpt.step >= train.steps:
+        raise CoordfitError(f"{run_dir} already reached {ckpt.step} steps; pass --steps larger than that")
+    try:
+        signal = signal_from_meta(cfg["signal"])
+    except TypeError as exc:
+        raise CoordfitError(f"{cfg_path}: 'signal' does not fit this coordfit ({exc})") from None
+    check_signal(cfg, signal, run_dir)
     net = create_model(cfg["model"], signal.info, **cfg["model_config"])
     trainer = Trainer(net, signal, train, run_dir)
     trainer.load_checkpoint()
-    if trainer.step >= train.steps:
-        raise CoordfitError(f"{run_dir} already reached {trainer.step} steps; pass --steps larger than that")
     write_json(cfg_path, {**cfg, "train": dataclasses.asdict(train)})
     trainer.run(progress=progress)
     return _finish(trainer, signal, run_dir, cfg["model"])
@@ -172,20 +186,17 @@ def load(run_dir: str | Path, device: str = "cpu") -> Run:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CoordfitError(f"{run_dir} does not exist or is not a folder")
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.is_file():
-        raise CoordfitError(f"{run_dir} is not a coordfit run folder (no config.json)")
-    cfg = read_json(cfg_path)
+    cfg = read_run_config(run_dir)
     try:
         info = GridInfo.from_dict(cfg["grid"])
-        name, model_cfg = cfg["model"], cfg["model_config"]
-    except (KeyError, TypeError):
-        raise CoordfitError(f"{cfg_path} is not a coordfit run config") from None
-    net = create_model(name, info, **model_cfg)
-    load_weights(run_dir / "model.safetensors", net, name)
+    except (KeyError, TypeError, ValueError):
+        raise CoordfitError(f"{run_dir / 'config.json'} is not a coordfit run config") from None
+    name = cfg["model"]
+    net = create_model(name, info, **cfg["model_config"])
+    load_weights(open_checkpoint(run_dir).path("model.safetensors"), net, name)
     net.to(resolve_device(device)).eval()
     metrics_path = run_dir / "metrics.json"
-    metrics = read_json(metrics_path) if metrics_path.is_file() else {}
+    metrics = read_json(metrics_path, expect=dict) if metrics_path.is_file() else {}
     return Run(run_dir, cfg, net, metrics)
 
 

@@ -1,13 +1,45 @@
-"""Checkpoints: safetensors for tensors, JSON for everything else, written atomically.
+"""Checkpoints: safetensors for tensors, JSON for everything else; a checkpoint is one unit.
 
-A run folder holds ``model.safetensors`` (weights, with the model name in the
-safetensors metadata) and, while training can continue, ``optimizer.safetensors`` and
-``train_state.json``. Nothing is pickled, so loading never executes code.
+A checkpoint is a set of files at the top of the run folder -- ``model.safetensors``
+(weights, with the model name in the safetensors metadata), ``optimizer.safetensors``
+and ``train_state.json`` for the coordinate trainer -- and ``checkpoint.json``, the
+record of the set: its step and the size and sha256 of every file. Nothing is pickled,
+so loading never executes code.
+
+How a set is replaced as one unit (:func:`write_checkpoint`):
+
+1. The new files are written into a fresh hidden folder ``.checkpoint-staging-*`` and
+   flushed to disk. A failure here (a full disk, ``kill -9``) leaves the previous set
+   as it was; the half-written folder is a stale temporary that :func:`clean_stale`
+   removes on resume.
+2. The new record, naming that folder, is written atomically as
+   ``.checkpoint-pending.json``. That rename is the commit point.
+3. The files are renamed from the folder over the old ones, then the pending record is
+   renamed to ``checkpoint.json``. Renames allocate no space, so this works on a full
+   disk; a crash inside it is finished by the next reader, which rolls forward.
+
+Readers (:func:`open_checkpoint`: resume, ``coordfit render``, :func:`coordfit.load`)
+finish an interrupted commit, then check each file against the record: weights of one
+step beside the state of another, a truncated file or one copied in by hand are refused
+in one line. So a reader sees the old set or the new set, never a mix. The files keep
+their names at the top of the run folder, where runs written before ``checkpoint.json``
+keep them too (those load unverified), so tools that read ``model.safetensors`` work as
+before. (Swapping whole folders instead would need two renames with a moment between
+them where no checkpoint exists: POSIX cannot rename a folder over a non-empty one.)
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +48,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from .errors import CoordfitError
-from .io import atomic_write, read_json, write_json
+from .io import atomic_write, fsync_dir, is_temporary, os_error_message, read_json, write_json
 
 __all__ = [
+    "Checkpoint",
+    "write_checkpoint",
+    "open_checkpoint",
+    "find_checkpoint",
+    "clean_stale",
     "save_weights",
     "load_weights",
     "weights_metadata",
@@ -26,9 +63,170 @@ __all__ = [
     "load_optimizer",
     "save_train_state",
     "load_train_state",
+    "encode_rng",
+    "decode_rng",
 ]
 
+RECORD = "checkpoint.json"
+FORMAT = "coordfit-checkpoint-v1"
+_PENDING = ".checkpoint-pending.json"
+_STAGING = ".checkpoint-staging-"
 
+
+# -- the unit ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Checkpoint:
+    """The checkpoint of a run folder, checked against its record (see the module doc)."""
+
+    run_dir: Path
+    step: int | None  # None: a run from before checkpoint.json without a train_state.json
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {bytes, sha256}; {} if unrecorded
+
+    def has(self, name: str) -> bool:
+        return name in self.files if self.files else (self.run_dir / name).is_file()
+
+    def path(self, name: str) -> Path:
+        """The file ``name`` of this checkpoint; one line if the checkpoint has none."""
+        if not self.has(name):
+            raise CoordfitError(f"the checkpoint in {self.run_dir} has no {name}")
+        return self.run_dir / name
+
+
+def write_checkpoint(run_dir: str | Path, step: int, write: Callable[[Path], Any]) -> Checkpoint:
+    """Make the files ``write(folder)`` writes the run's checkpoint of ``step``, as one unit.
+
+    On a failure (a full disk, no permission) the previous checkpoint stays whole and the
+    error is one line that says which step it keeps.
+    """
+    run_dir = Path(run_dir)
+    _roll_forward(run_dir)
+    staging: Path | None = None
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=_STAGING, dir=run_dir))
+        write(staging)
+        names = sorted(p.name for p in staging.iterdir() if p.is_file() and not p.name.startswith("."))
+        record = {"format": FORMAT, "step": int(step), "staging": staging.name,
+                  "files": {name: _describe(staging / name) for name in names}}
+        fsync_dir(staging)
+        write_json(run_dir / _PENDING, record)  # the commit point
+    except BaseException as exc:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        cause = exc if isinstance(exc, OSError) else exc.__cause__
+        if isinstance(cause, OSError):
+            why = os_error_message(cause, f"save the checkpoint of step {step} in {run_dir}")
+            raise CoordfitError(f"{why}; {_what_is_kept(run_dir)}") from None
+        raise
+    fsync_dir(run_dir)
+    _roll_forward(run_dir)
+    return Checkpoint(run_dir, int(step), record["files"])
+
+
+def find_checkpoint(run_dir: str | Path, verify: bool = True) -> Checkpoint | None:
+    """The run's checkpoint (None if it has none), every file checked against the record."""
+    run_dir = Path(run_dir)
+    _roll_forward(run_dir)
+    record_path = run_dir / RECORD
+    if record_path.is_file():
+        record = _read_record(record_path)
+        if verify:
+            for name, want in record["files"].items():
+                path = run_dir / name
+                if not path.is_file():
+                    raise CoordfitError(f"the checkpoint of step {record['step']} in {run_dir} is incomplete: {name} is missing")
+                if _describe(path) != want:
+                    raise CoordfitError(
+                        f"the checkpoint of step {record['step']} in {run_dir} is torn: {name} is not the file "
+                        f"saved with it (its size or sha256 differs from {RECORD}); refusing to use it"
+                    )
+        return Checkpoint(run_dir, record["step"], record["files"])
+    if (run_dir / "model.safetensors").is_file():  # a run from before checkpoint.json
+        state = run_dir / "train_state.json"
+        return Checkpoint(run_dir, load_train_state(state)["step"] if state.is_file() else None)
+    return None
+
+
+def open_checkpoint(run_dir: str | Path) -> Checkpoint:
+    """:func:`find_checkpoint`, refusing a folder without one in one line."""
+    ckpt = find_checkpoint(run_dir)
+    if ckpt is None:
+        raise CoordfitError(f"{run_dir} holds no checkpoint (no {RECORD} or model.safetensors)")
+    return ckpt
+
+
+def clean_stale(run_dir: str | Path) -> list[Path]:
+    """Remove what killed writers left in ``run_dir``: hidden temporaries and staging folders."""
+    run_dir = Path(run_dir)
+    _roll_forward(run_dir)
+    removed = []
+    for path in sorted(run_dir.iterdir()):
+        if path.is_dir() and path.name.startswith(_STAGING):
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_file() and is_temporary(path):
+            path.unlink(missing_ok=True)
+        else:
+            continue
+        removed.append(path)
+    return removed
+
+
+def _describe(path: Path) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    record = read_json(path, expect=dict, keys=("format", "step", "files"))
+    files = record["files"]
+    ok = (
+        record["format"] == FORMAT
+        and isinstance(record["step"], int) and not isinstance(record["step"], bool) and record["step"] >= 0
+        and isinstance(files, dict)
+        and all(isinstance(v, dict) and set(v) == {"bytes", "sha256"} and Path(k).name == k and not k.startswith(".")
+                for k, v in files.items())
+        and (path.name == RECORD or _is_staging_name(record.get("staging")))
+    )
+    if not ok:
+        raise CoordfitError(f"{path} is not a {FORMAT} record; the checkpoint cannot be trusted")
+    return record
+
+
+def _what_is_kept(run_dir: Path) -> str:
+    try:
+        kept = find_checkpoint(run_dir, verify=False)
+    except CoordfitError:
+        kept = None
+    if kept is None or kept.step is None:
+        return "there is no earlier checkpoint"
+    return f"the checkpoint of step {kept.step} is kept"
+
+
+def _is_staging_name(name: Any) -> bool:
+    return isinstance(name, str) and name.startswith(_STAGING) and Path(name).name == name
+
+
+def _roll_forward(run_dir: Path) -> None:
+    """Finish a commit that a crash interrupted (renames only: works on a full disk)."""
+    pending = run_dir / _PENDING
+    if not pending.is_file():
+        return
+    record = _read_record(pending)
+    staging = run_dir / record["staging"]
+    try:
+        for name in record["files"]:
+            if (staging / name).is_file():
+                os.replace(staging / name, run_dir / name)
+        os.replace(pending, run_dir / RECORD)
+        fsync_dir(run_dir)
+    except OSError as exc:
+        raise CoordfitError(os_error_message(exc, f"finish saving the checkpoint in {run_dir}")) from None
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+# -- the files -------------------------------------------------------------------------
 def save_weights(path: str | Path, module: torch.nn.Module, model_name: str) -> Path:
     """Write ``module``'s state dict to ``path`` with ``model_name`` in the metadata."""
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
@@ -47,6 +245,13 @@ def weights_metadata(path: str | Path) -> dict[str, str]:
         raise CoordfitError(f"{path} is not a safetensors checkpoint ({exc})") from None
 
 
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CoordfitError(f"{path} is not a readable safetensors file ({exc})") from None
+
+
 def load_weights(path: str | Path, module: torch.nn.Module, model_name: str) -> None:
     """Load weights saved by :func:`save_weights` into ``module``.
 
@@ -57,7 +262,7 @@ def load_weights(path: str | Path, module: torch.nn.Module, model_name: str) -> 
     saved = meta.get("model")
     if saved is not None and saved != model_name:
         raise CoordfitError(f"{path} holds weights of model '{saved}', not '{model_name}'")
-    state = load_file(str(path))
+    state = _load_tensors(Path(path))
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))
@@ -95,20 +300,20 @@ def save_optimizer(path: str | Path, optimizer: torch.optim.Optimizer) -> Path:
 
 def load_optimizer(path: str | Path, optimizer: torch.optim.Optimizer) -> None:
     meta = weights_metadata(path)
-    tensors = load_file(str(path))
+    tensors = _load_tensors(Path(path))
     tensors.pop("__empty__", None)
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = value
-    for key, value in json.loads(meta.get("scalars", "{}")).items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = value
-    groups = json.loads(meta["param_groups"])
     try:
+        state: dict[int, dict[str, Any]] = {}
+        for key, value in tensors.items():
+            pid, name = key.split(".", 1)
+            state.setdefault(int(pid), {})[name] = value
+        for key, value in json.loads(meta.get("scalars", "{}")).items():
+            pid, name = key.split(".", 1)
+            state.setdefault(int(pid), {})[name] = value
+        groups = json.loads(meta["param_groups"])
         optimizer.load_state_dict({"state": state, "param_groups": groups})
-    except (ValueError, KeyError) as exc:
-        raise CoordfitError(f"{path} does not fit this optimizer ({exc})") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CoordfitError(f"{path} does not fit this optimizer ({type(exc).__name__}: {exc})") from None
 
 
 def save_train_state(path: str | Path, state: dict[str, Any]) -> Path:
@@ -116,4 +321,30 @@ def save_train_state(path: str | Path, state: dict[str, Any]) -> Path:
 
 
 def load_train_state(path: str | Path) -> dict[str, Any]:
-    return read_json(path)
+    """Read a train state; refuses, in one line, one without a whole non-negative ``step``
+    or with a ``seconds`` that is not a finite non-negative number."""
+    state = read_json(path, expect=dict, keys=("step",))
+    step = state["step"]
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CoordfitError(f"{path}: step must be a whole number >= 0, got {step!r}")
+    seconds = state.get("seconds", 0.0)
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not (math.isfinite(seconds) and seconds >= 0):
+        raise CoordfitError(f"{path}: seconds must be a number >= 0, got {seconds!r}")
+    return state
+
+
+def encode_rng(generator: torch.Generator) -> str:
+    """A generator's state as base64 text (for train_state.json)."""
+    return base64.b64encode(generator.get_state().numpy().tobytes()).decode()
+
+
+def decode_rng(text: Any, generator: torch.Generator, where: str | Path) -> torch.Tensor:
+    """The state :func:`encode_rng` wrote, checked to fit ``generator``; one line if not."""
+    try:
+        raw = base64.b64decode(text, validate=True) if isinstance(text, str) else b""
+    except (binascii.Error, ValueError):
+        raw = b""
+    size = generator.get_state().numel()
+    if len(raw) != size:
+        raise CoordfitError(f"{where}: rng is not the base64 state of a random generator ({size} bytes)")
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).clone()

@@ -7,7 +7,6 @@ checkpoints. It knows neither file formats nor model internals.
 
 from __future__ import annotations
 
-import base64
 import csv
 import time
 from dataclasses import asdict, dataclass
@@ -86,44 +85,64 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------
     def save_checkpoint(self, finished: bool = False) -> None:
+        """Save weights, Adam state, step and RNG as one checkpoint (see coordfit.checkpoint)."""
         if self.run_dir is None:
             return
-        save_weights(self.run_dir / "model.safetensors", self.model, self.model.registry_name)
-        save_optimizer(self.run_dir / "optimizer.safetensors", self.optimizer)
-        rng = base64.b64encode(self.generator.get_state().numpy().tobytes()).decode()
-        save_train_state(
-            self.run_dir / "train_state.json",
-            {"step": self.step, "seconds": self.seconds, "rng": rng, "finished": finished,
-             "stopped_by": self.stopped_by},
-        )
+        from .checkpoint import encode_rng, write_checkpoint
+
+        state = {"step": self.step, "seconds": self.seconds, "rng": encode_rng(self.generator),
+                 "finished": finished, "stopped_by": self.stopped_by}
+
+        def write(folder: Path) -> None:
+            save_weights(folder / "model.safetensors", self.model, self.model.registry_name)
+            save_optimizer(folder / "optimizer.safetensors", self.optimizer)
+            save_train_state(folder / "train_state.json", state)
+
+        write_checkpoint(self.run_dir, self.step, write)
 
     def load_checkpoint(self) -> None:
-        """Continue from the checkpoint in ``run_dir`` (weights, Adam state, step, RNG)."""
+        """Continue from the checkpoint in ``run_dir`` (weights, Adam state, step, RNG).
+
+        Everything is read and checked before anything is written: a refused resume
+        leaves the run folder as it was. Then stale temporaries of a killed run are
+        removed and log rows after the checkpoint dropped.
+        """
         assert self.run_dir is not None
-        load_weights(self.run_dir / "model.safetensors", self.model, self.model.registry_name)
-        opt = self.run_dir / "optimizer.safetensors"
-        if opt.exists():
-            load_optimizer(opt, self.optimizer)
-        state = load_train_state(self.run_dir / "train_state.json")
-        self.step = int(state["step"])
-        self.seconds = float(state["seconds"])
-        rng = torch.frombuffer(bytearray(base64.b64decode(state["rng"])), dtype=torch.uint8)
-        self.generator.set_state(rng.clone())
+        from .checkpoint import clean_stale, decode_rng, open_checkpoint
+
+        ckpt = open_checkpoint(self.run_dir)
+        state_path = ckpt.path("train_state.json")
+        state = load_train_state(state_path)
+        rng = decode_rng(state.get("rng"), self.generator, state_path)
+        load_weights(ckpt.path("model.safetensors"), self.model, self.model.registry_name)
+        if ckpt.has("optimizer.safetensors"):
+            load_optimizer(ckpt.path("optimizer.safetensors"), self.optimizer)
+        self.step = state["step"]
+        self.seconds = float(state.get("seconds", 0.0))
+        self.generator.set_state(rng)
+        clean_stale(self.run_dir)
         self._trim_log()
 
     def _trim_log(self) -> None:
-        """Drop log rows written after the checkpoint we resume from."""
+        """Drop log rows written after the checkpoint we resume from (and a row a kill cut short)."""
         log = self.run_dir / "log.csv" if self.run_dir else None
         if log is None or not log.exists():
             return
-        with log.open() as f:
-            rows = list(csv.reader(f))
-        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= self.step]
         from .io import atomic_write
+
+        with log.open(newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            return
+
+        def kept(row: list[str]) -> bool:
+            return len(row) == len(rows[0]) and row[0].isdigit() and int(row[0]) <= self.step
+
+        rows = [rows[0]] + [r for r in rows[1:] if kept(r)]
 
         def write(p: Path) -> None:
             with p.open("w", newline="") as f:
-                csv.writer(f).writerows(kept)
+                csv.writer(f, lineterminator="\n").writerows(rows)  # the loop appends "\n" too
 
         atomic_write(log, write)
 

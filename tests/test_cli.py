@@ -99,6 +99,9 @@ def test_checkpoint_from_another_model_via_cli(runner, image_png: Path, tmp_path
         assert res.exit_code == 0, res.output
     shutil.copy(tmp_path / "coordx" / "model.safetensors", tmp_path / "siren" / "model.safetensors")
     res = runner.invoke(app, ["render", str(tmp_path / "siren")])
+    assert res.exit_code == 2 and "is torn: model.safetensors" in res.stderr
+    (tmp_path / "siren" / "checkpoint.json").unlink()  # as a run from before checkpoint.json
+    res = runner.invoke(app, ["render", str(tmp_path / "siren")])
     assert res.exit_code == 2 and "not 'siren'" in res.stderr
     res = runner.invoke(app, ["image", "--resume", str(tmp_path / "coordx"), "--model", "siren", "--steps", "9"])
     assert res.exit_code == 2 and "fitted with model 'coordx'" in res.stderr

@@ -146,6 +146,9 @@ def test_checkpoint_from_another_model_is_refused(tmp_path: Path, image_png: Pat
     coordfit.fit(image_png, "coordx", train=TrainConfig(steps=1), out=tmp_path / "c", progress=False, width=8)
     # put the coordx weights into the siren run: loading must refuse, not crash
     (tmp_path / "s" / "model.safetensors").write_bytes((tmp_path / "c" / "model.safetensors").read_bytes())
+    with pytest.raises(CoordfitError, match="is torn: model.safetensors"):  # checkpoint.json's sha256
+        coordfit.load(tmp_path / "s")
+    (tmp_path / "s" / "checkpoint.json").unlink()  # as a run from before checkpoint.json: the name check holds
     with pytest.raises(CoordfitError, match="weights of model 'coordx', not 'siren'"):
         coordfit.load(tmp_path / "s")
     cfg = json.loads((tmp_path / "c" / "config.json").read_text())
