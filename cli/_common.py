@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -11,6 +12,7 @@ import typer
 from rich.console import Console
 
 from coordfit.errors import CoordfitError
+from coordfit.io import os_error_message
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,14 +28,20 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def handle_errors(func: F) -> F:
-    """Turn :class:`CoordfitError` (bad input) into one stderr line and exit code 2."""
+    """One stderr line and exit code 2 for bad input: a :class:`CoordfitError`, a number
+    option given as NaN or infinity, a failing file system (a full disk, no permission)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            for name, value in kwargs.items():
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise CoordfitError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
             return func(*args, **kwargs)
         except CoordfitError as exc:
             fail(str(exc))
+        except OSError as exc:
+            fail(os_error_message(exc, f"use {exc.filename}" if exc.filename else "finish"))
         except KeyboardInterrupt:
             err_console.print("interrupted", markup=False)
             raise typer.Exit(130) from None

@@ -1,11 +1,59 @@
-"""Entry point of the ``coordfit`` console script."""
+"""Entry point of the ``coordfit`` console script.
+
+Every error reaches the user the same way: one ``error:`` line on stderr and exit code
+2 -- bad input from the commands (``_common.handle_errors``) and usage errors that the
+command-line parser finds itself (an unknown command or option, ``--steps abc``), which
+Typer would otherwise print as a multi-line box. Bare ``coordfit`` prints the help.
+"""
 
 from __future__ import annotations
 
+import signal
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
+
+from ._common import err_console
+
+# Typer re-exports the parser's BadParameter; its module (Typer's bundled copy of Click,
+# or Click itself in older Typer) holds the other parser errors.
+_parser_errors = sys.modules[typer.BadParameter.__module__]
+_ABORTS = (typer.Abort, getattr(_parser_errors, "Abort", typer.Abort))
+
+
+class _OneLineErrors(TyperGroup):
+    """The top-level group: parser errors become one ``error:`` line (exit 2)."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _parser_errors.NoArgsIsHelpError:
+            code = 0  # `coordfit` or `coordfit nvs` alone: the help is printed, nothing is wrong
+        except _parser_errors.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            code = _error_line(exc.format_message() + hint, exc.exit_code)
+        except _parser_errors.ClickException as exc:
+            code = _error_line(exc.format_message(), exc.exit_code)
+        except _ABORTS:
+            code = _error_line("aborted", 1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _error_line(message: str, code: int) -> int:
+    err_console.print("error: " + " ".join(message.split()), markup=False)
+    return code
+
 
 app = typer.Typer(
     name="coordfit",
+    cls=_OneLineErrors,
     help="Fit implicit neural representations (CoordX, SIREN, PE-MLP, hash grids) "
     "to images, videos and shapes, and measure how fast.",
     no_args_is_help=True,
@@ -28,7 +76,15 @@ def _register() -> None:
 _register()
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # Warnings as one line each, like errors; and SIGTERM (a scheduler's or `kill`'s stop)
+    # handled as Ctrl-C, so a fit saves its checkpoint and can be resumed.
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
+    signal.signal(signal.SIGTERM, _interrupt)
     app()
 
 
