@@ -42,10 +42,8 @@ def read_image(source: str | Path) -> tuple[np.ndarray, int]:
             raise CoordfitError(f"{path} is a folder, not an image")
         if path.stat().st_size == 0:
             raise CoordfitError(f"{path} is empty")
-        import imageio.v3 as iio
-
         try:
-            arr = _read_png16(path) if _is_png16_multichannel(path) else iio.imread(path)
+            arr = _read_png16(path) if _is_png16_multichannel(path) else _read_any(path)
         except Exception as exc:  # imageio raises many types for bad files
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise CoordfitError(f"cannot read {path} as an image ({reason})") from None
@@ -73,6 +71,21 @@ def read_image(source: str | Path) -> tuple[np.ndarray, int]:
     if not np.isfinite(arr).all():
         raise CoordfitError(f"{src} holds NaN or infinite pixel values")
     return np.clip(arr, 0.0, 1.0), 16
+
+
+# Colour models whose channels are not R, G, B (and alpha): read converted to RGB, not
+# fitted as if C, M, Y were colours and K alpha.
+_CONVERT_TO_RGB = ("CMYK", "YCbCr", "LAB", "HSV")
+
+
+def _read_any(path: Path) -> np.ndarray:
+    import imageio.v3 as iio
+
+    try:
+        mode = iio.immeta(path).get("mode")
+    except Exception:  # not every plugin reports metadata; imread below says what is wrong
+        mode = None
+    return iio.imread(path, mode="RGB") if mode in _CONVERT_TO_RGB else iio.imread(path)
 
 
 def _is_png16_multichannel(path: Path) -> bool:

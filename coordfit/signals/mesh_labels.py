@@ -103,6 +103,8 @@ def read_mesh(source: str | Path) -> MeshData:
         raise CoordfitError(f"{path} is empty")
     if path.suffix.lower() not in MESH_SUFFIXES:
         raise CoordfitError(f"{path} is not a mesh file (expected one of {', '.join(MESH_SUFFIXES)})")
+    if path.suffix.lower() == ".stl":
+        _check_stl(path)
     import trimesh
 
     try:
@@ -110,7 +112,10 @@ def read_mesh(source: str | Path) -> MeshData:
             warnings.simplefilter("ignore")
             geom = trimesh.load(path, process=False)
     except Exception as exc:  # trimesh raises many types for bad files
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, ImportError):  # trimesh reaching for an optional text-encoding guesser
+            reason = f"it is not a valid {path.suffix[1:].upper()} file"
+        else:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CoordfitError(f"cannot read {path} as a mesh ({reason[:120]})") from None
     if isinstance(geom, trimesh.Scene):
         parts = [g for g in geom.dump() if isinstance(g, trimesh.Trimesh)] if geom.geometry else []
@@ -124,6 +129,25 @@ def read_mesh(source: str | Path) -> MeshData:
     if not np.isfinite(vertices[np.unique(faces)]).all():
         raise CoordfitError(f"{path} has NaN or infinite vertex coordinates")
     return MeshData(vertices, faces)
+
+
+def _check_stl(path: Path) -> None:
+    """Refuse a file that is neither a binary STL (an 80-byte header, a triangle count n,
+    then exactly 50 bytes per triangle) nor an ASCII STL (text that starts with 'solid')."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(1 << 16)
+    if len(head) >= 84 and 84 + 50 * int.from_bytes(head[80:84], "little") == size:
+        return
+    try:
+        text = head.decode("ascii")
+    except UnicodeDecodeError:
+        text = ""
+    if not text.lstrip().lower().startswith("solid"):
+        raise CoordfitError(
+            f"{path} is not an STL file: neither binary (84 bytes + 50 per triangle; it has {size} bytes) "
+            "nor ASCII text starting with 'solid'"
+        )
 
 
 def normalise(mesh: MeshData, margin: float) -> tuple[MeshData, np.ndarray, float]:
