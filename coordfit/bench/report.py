@@ -31,7 +31,7 @@ _UNITS = {"psnr": "dB", "chamfer": ""}
 def collect_results(out: str | Path) -> dict[str, Any]:
     """Read ``suite.json`` and ``items/*.json`` of a report folder into one results dict."""
     out = Path(out)
-    meta = read_json(out / "suite.json")
+    meta = read_json(out / "suite.json", expect=dict, keys=("suite",))
     fits: dict[str, dict[str, Any]] = {}
     timings: dict[str, dict[str, Any]] = {}
     for path in sorted((out / "items").glob("*.json")):
@@ -265,9 +265,13 @@ def merge_reports(dirs: list[str | Path], out: str | Path) -> Path:
     for d in map(Path, dirs):
         if not (d / "suite.json").is_file():
             raise CoordfitError(f"{d} is not a report folder (no suite.json)")
-        metas.append(read_json(d / "suite.json"))
+        metas.append(read_json(d / "suite.json", expect=dict, keys=("suite",)))
     suite = metas[0]["suite"]
     for d, m in zip(dirs, metas):
+        try:
+            Suite.from_dict(m["suite"])
+        except CoordfitError as exc:
+            raise CoordfitError(f"{Path(d) / 'suite.json'}: {exc}") from None
         if m["suite"] != suite:
             raise CoordfitError(f"{d} holds another suite than {dirs[0]}; only shards of one suite merge")
     out = ensure_empty_dir(out)

@@ -59,7 +59,7 @@ def prepare_out(out: Path, suite: Suite, shard: tuple[int, int], resume: bool) -
                 raise CoordfitError(f"--resume {out}: not a report folder (no suite.json)")
             ensure_empty_dir(out)
         else:
-            old = read_json(out / "suite.json")
+            old = read_json(out / "suite.json", expect=dict)
             if old.get("suite") != suite.to_dict() or old.get("shard") != list(shard):
                 raise CoordfitError(f"--resume {out}: it holds another suite or shard; pass the same --suite/--data/--shard")
             return

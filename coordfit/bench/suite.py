@@ -82,13 +82,16 @@ class Suite:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Suite:
-        return cls(
-            name=d["name"],
-            signals=tuple(SignalSpec(**s) for s in d["signals"]),
-            models=tuple(ModelSpec(**m) for m in d["models"]),
-            kinds={k: KindSettings(**v) for k, v in d["kinds"].items()},
-            repeats=d["repeats"], warmup=d["warmup"], seed=d["seed"], device=d["device"],
-        )
+        try:
+            return cls(
+                name=d["name"],
+                signals=tuple(SignalSpec(**s) for s in d["signals"]),
+                models=tuple(ModelSpec(**m) for m in d["models"]),
+                kinds={k: KindSettings(**v) for k, v in d["kinds"].items()},
+                repeats=d["repeats"], warmup=d["warmup"], seed=d["seed"], device=d["device"],
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise CoordfitError(f"not a suite description ({type(exc).__name__}: {exc})") from None
 
     def settings(self, kind: str) -> KindSettings:
         return self.kinds[kind]
