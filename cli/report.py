@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import console, handle_errors
+from ._common import console, err_console, handle_errors
 from .main import app
 
 report_app = typer.Typer(
@@ -46,14 +46,22 @@ def report_cmd(
     from coordfit.bench import build_suite, parse_shard, run_suite
     from coordfit.bench.suite import with_budgets
     from coordfit.errors import CoordfitError
+    from coordfit.train import TrainingInterrupted
 
     if resume and out is None:
         raise CoordfitError("--resume needs --out DIR (the folder of the interrupted run)")
+    if threads < 1:
+        raise CoordfitError(f"--threads must be at least 1, got {threads}")
     if out is None:
         out = Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
     plan = with_budgets(build_suite(suite, data, device), steps, seconds, repeats)
-    report = run_suite(plan, out, parse_shard(shard), resume=resume,
-                       progress=progress, threads=threads)
+    try:
+        report = run_suite(plan, out, parse_shard(shard), resume=resume,
+                           progress=progress, threads=threads)
+    except (KeyboardInterrupt, TrainingInterrupted):
+        err_console.print(f"interrupted; the measurements so far are kept in {out}: continue with the same "
+                          f"command and --out {out} --resume", markup=False)
+        raise typer.Exit(130) from None
     console.print(f"report: {report}")
     console.print(f"        {report.with_name('report.html')}")
     console.print(f"        {report.with_name('results.json')}")

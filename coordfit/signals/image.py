@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -136,9 +137,22 @@ def render_image(model: torch.nn.Module, height: int, width: int, chunk: int = 1
     """Evaluate ``model`` on an ``height x width`` grid -> ``[H, W, C]`` on [0, 1]."""
     if height < 1 or width < 1:
         raise CoordfitError(f"render size must be positive, got {width}x{height}")
+    need = height * width * model.info.out_features * 4 * 3  # float32 output, its [0, 1] copy, the PNG array
+    have = _physical_memory()
+    if have and need > have:
+        raise CoordfitError(f"a {width}x{height} render needs about {need / 2**30:,.0f} GiB of memory; "
+                            f"this machine has {have / 2**30:,.0f} GiB")
     device = next(model.parameters()).device
     out = evaluate_grid(model, [axis_coords(height, device), axis_coords(width, device)], chunk=chunk)
     return ((out.clamp(-1, 1) + 1.0) * 0.5).cpu().numpy()
+
+
+def _physical_memory() -> int | None:
+    """Bytes of RAM, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 @register_signal("image")
