@@ -13,15 +13,19 @@ How a set is replaced as one unit (:func:`write_checkpoint`):
    as it was; the half-written folder is a stale temporary that :func:`clean_stale`
    removes on resume.
 2. The new record, naming that folder, is written atomically as
-   ``.checkpoint-pending.json``. That rename is the commit point.
+   ``.checkpoint-pending-*.json`` (named after the folder). That rename is the commit
+   point.
 3. The files are renamed from the folder over the old ones, then the pending record is
    renamed to ``checkpoint.json``. Renames allocate no space, so this works on a full
-   disk; a crash inside it is finished by the next reader, which rolls forward.
+   disk; a crash inside it is finished by the next reader, which rolls forward. Each
+   rename moves one named file once, so a reader finishing a commit at the same time as
+   the writer changes nothing: whoever comes second finds the file gone and moves on.
 
 Readers (:func:`open_checkpoint`: resume, ``coordfit render``, :func:`coordfit.load`)
 finish an interrupted commit, then check each file against the record: weights of one
 step beside the state of another, a truncated file or one copied in by hand are refused
-in one line. So a reader sees the old set or the new set, never a mix. The files keep
+in one line (a reader that meets a commit in flight looks again). So a reader sees the
+old set or the new set, never a mix. The files keep
 their names at the top of the run folder, where runs written before ``checkpoint.json``
 keep them too (those load unverified), so tools that read ``model.safetensors`` work as
 before. (Swapping whole folders instead would need two renames with a moment between
@@ -36,7 +40,9 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
+import time
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,8 +75,8 @@ __all__ = [
 
 RECORD = "checkpoint.json"
 FORMAT = "coordfit-checkpoint-v1"
-_PENDING = ".checkpoint-pending.json"
-_STAGING = ".checkpoint-staging-"
+_STAGING = ".checkpoint-staging-"  # + tempfile's random part
+_PENDING = re.compile(r"^\.checkpoint-pending-([a-z0-9_]+)\.json$")  # named after its staging folder
 
 
 # -- the unit ------------------------------------------------------------------------------
@@ -108,7 +114,7 @@ def write_checkpoint(run_dir: str | Path, step: int, write: Callable[[Path], Any
         record = {"format": FORMAT, "step": int(step), "staging": staging.name,
                   "files": {name: _describe(staging / name) for name in names}}
         fsync_dir(staging)
-        write_json(run_dir / _PENDING, record)  # the commit point
+        write_json(_pending_path(run_dir, staging.name), record)  # the commit point
     except BaseException as exc:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
@@ -125,21 +131,22 @@ def write_checkpoint(run_dir: str | Path, step: int, write: Callable[[Path], Any
 def find_checkpoint(run_dir: str | Path, verify: bool = True) -> Checkpoint | None:
     """The run's checkpoint (None if it has none), every file checked against the record."""
     run_dir = Path(run_dir)
-    _roll_forward(run_dir)
     record_path = run_dir / RECORD
-    if record_path.is_file():
+    for attempt in range(5):
+        _roll_forward(run_dir)
+        if not record_path.is_file():
+            break
+        raw = record_path.read_bytes()
         record = _read_record(record_path)
-        if verify:
-            for name, want in record["files"].items():
-                path = run_dir / name
-                if not path.is_file():
-                    raise CoordfitError(f"the checkpoint of step {record['step']} in {run_dir} is incomplete: {name} is missing")
-                if _describe(path) != want:
-                    raise CoordfitError(
-                        f"the checkpoint of step {record['step']} in {run_dir} is torn: {name} is not the file "
-                        f"saved with it (its size or sha256 differs from {RECORD}); refusing to use it"
-                    )
-        return Checkpoint(run_dir, record["step"], record["files"])
+        problem = _verify(run_dir, record) if verify else None
+        if problem is None:
+            return Checkpoint(run_dir, record["step"], record["files"])
+        in_flight = _pending_records(run_dir) or not record_path.is_file() or record_path.read_bytes() != raw
+        if not in_flight:
+            raise CoordfitError(problem)
+        time.sleep(0.05 * (attempt + 1))  # a writer is committing the next checkpoint: look again
+    else:
+        raise CoordfitError(problem)
     if (run_dir / "model.safetensors").is_file():  # a run from before checkpoint.json
         state = run_dir / "train_state.json"
         return Checkpoint(run_dir, load_train_state(state)["step"] if state.is_file() else None)
@@ -168,6 +175,19 @@ def clean_stale(run_dir: str | Path) -> list[Path]:
             continue
         removed.append(path)
     return removed
+
+
+def _verify(run_dir: Path, record: dict[str, Any]) -> str | None:
+    """Why the files in ``run_dir`` are not the set ``record`` describes, or None."""
+    where = f"the checkpoint of step {record['step']} in {run_dir}"
+    for name, want in record["files"].items():
+        path = run_dir / name
+        if not path.is_file():
+            return f"{where} is incomplete: {name} is missing"
+        if _describe(path) != want:
+            return (f"{where} is torn: {name} is not the file saved with it (its size or sha256 differs "
+                    f"from {RECORD}); refusing to use it")
+    return None
 
 
 def _describe(path: Path) -> dict[str, Any]:
@@ -208,22 +228,41 @@ def _is_staging_name(name: Any) -> bool:
     return isinstance(name, str) and name.startswith(_STAGING) and Path(name).name == name
 
 
+def _pending_path(run_dir: Path, staging_name: str) -> Path:
+    return run_dir / f".checkpoint-pending-{staging_name[len(_STAGING):]}.json"
+
+
+def _pending_records(run_dir: Path) -> list[Path]:
+    return sorted(p for p in run_dir.glob(".checkpoint-pending-*.json") if _PENDING.match(p.name))
+
+
 def _roll_forward(run_dir: Path) -> None:
-    """Finish a commit that a crash interrupted (renames only: works on a full disk)."""
-    pending = run_dir / _PENDING
-    if not pending.is_file():
-        return
-    record = _read_record(pending)
-    staging = run_dir / record["staging"]
+    """Finish commits that a crash left half done (renames only: works on a full disk)."""
+    for pending in _pending_records(run_dir):
+        try:
+            record = _read_record(pending)
+        except CoordfitError:
+            if not pending.exists():  # finished meanwhile by the writer or another reader
+                continue
+            raise
+        if _pending_path(run_dir, record["staging"]) != pending:
+            raise CoordfitError(f"{pending} names another staging folder ({record['staging']})")
+        staging = run_dir / record["staging"]
+        try:
+            for name in record["files"]:
+                _move(staging / name, run_dir / name)
+            _move(pending, run_dir / RECORD)
+            fsync_dir(run_dir)
+        except OSError as exc:
+            raise CoordfitError(os_error_message(exc, f"finish saving the checkpoint in {run_dir}")) from None
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _move(src: Path, dst: Path) -> None:
     try:
-        for name in record["files"]:
-            if (staging / name).is_file():
-                os.replace(staging / name, run_dir / name)
-        os.replace(pending, run_dir / RECORD)
-        fsync_dir(run_dir)
-    except OSError as exc:
-        raise CoordfitError(os_error_message(exc, f"finish saving the checkpoint in {run_dir}")) from None
-    shutil.rmtree(staging, ignore_errors=True)
+        os.replace(src, dst)
+    except FileNotFoundError:  # moved already, by whoever else finished the same commit
+        pass
 
 
 # -- the files -------------------------------------------------------------------------
