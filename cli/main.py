@@ -37,8 +37,8 @@ class _OneLineErrors(TyperGroup):
         except _parser_errors.NoArgsIsHelpError:
             code = 0  # `coordfit` or `coordfit nvs` alone: the help is printed, nothing is wrong
         except _parser_errors.UsageError as exc:
-            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            code = _error_line(exc.format_message() + hint, exc.exit_code)
+            where = exc.ctx.command_path if exc.ctx is not None else prog_name or self.name
+            code = _error_line(f"{exc.format_message()} (see '{where} --help')", exc.exit_code)
         except _parser_errors.ClickException as exc:
             code = _error_line(exc.format_message(), exc.exit_code)
         except _ABORTS:
