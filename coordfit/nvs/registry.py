@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from ..checkpoint import load_weights, save_weights, weights_metadata
+from ..checkpoint import load_weights, open_checkpoint, save_weights, weights_metadata
 from ..errors import CoordfitError
 from ..io import read_json, write_json
 from ..registry import Component, Registry
@@ -83,7 +83,7 @@ def load_model(path: str | Path | None = None) -> tuple[nn.Module, dict]:
     """
     path = SHIPPED_CHECKPOINT if path is None else Path(path)
     if path.is_dir():
-        path = path / "model.safetensors"
+        path = open_checkpoint(path).path("model.safetensors")  # verified against checkpoint.json
     if not path.is_file():
         raise CoordfitError(f"checkpoint {path} does not exist")
     meta = weights_metadata(path)

@@ -27,7 +27,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from ..checkpoint import load_optimizer, load_train_state, save_optimizer, save_train_state
+from ..checkpoint import (find_checkpoint, load_optimizer, load_train_state, save_optimizer, save_train_state,
+                          write_checkpoint)
 from ..device import resolve_device
 from ..errors import CoordfitError
 from ..io import new_run_dir, read_json, write_json
@@ -146,8 +147,9 @@ def resume(run: str | Path, steps: int | None = None, device: str | None = None,
         cfg.steps = steps
     if device is not None:
         cfg.device = device
+    ckpt = find_checkpoint(run)  # verified: one unit, see coordfit.checkpoint
     for name in ("model.safetensors", "optimizer.safetensors", "train_state.json"):
-        if not (run / name).is_file():
+        if ckpt is None or not ckpt.has(name):
             raise CoordfitError(f"cannot resume {run}: {name} is missing")
     torch_device = resolve_device(cfg.device)
     rank, world, torch_device = _dist_init(torch_device)
@@ -228,9 +230,12 @@ def _make_run_dir(cfg: TrainConfig, out: str | Path | None, is_main: bool, world
 def _save(
     run: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig, step: int, loss: float
 ) -> None:
-    save_model(run / "model.safetensors", model, {"normalize_poses": cfg.normalize_poses, "steps": step})
-    save_optimizer(run / "optimizer.safetensors", opt)
-    save_train_state(run / "train_state.json", {"step": step, "loss": loss})
+    def write(folder: Path) -> None:
+        save_model(folder / "model.safetensors", model, {"normalize_poses": cfg.normalize_poses, "steps": step})
+        save_optimizer(folder / "optimizer.safetensors", opt)
+        save_train_state(folder / "train_state.json", {"step": step, "loss": loss})
+
+    write_checkpoint(run, step, write)  # one unit: a kill or a full disk keeps the previous one
 
 
 def _append_log(run: Path, row: dict[str, Any]) -> None:
