@@ -166,6 +166,10 @@ def ensure_empty_dir(path: str | Path) -> Path:
         if not path.is_dir():
             raise CoordfitError(f"--out {path} exists and is not a folder")
         if any(path.iterdir()):
+            checkpointed = any((path / name).exists() for name in ("checkpoint.json", "model.safetensors"))
+            if (path / "config.json").is_file() and not checkpointed and not any(path.glob(".checkpoint-pending-*")):
+                raise CoordfitError(f"--out {path} holds a run killed before its first checkpoint (nothing to "
+                                    "resume); remove the folder or choose a new one")
             raise CoordfitError(
                 f"--out {path} is not empty; choose a new folder or use --resume {path}"
             )

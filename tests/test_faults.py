@@ -350,6 +350,11 @@ def test_a_start_that_fails_leaves_out_reusable(runner, tmp_path: Path, monkeypa
     assert not out.exists()
     monkeypatch.undo()
     _fit(runner, out, png)
+    # after a kill -9 before the first checkpoint nothing can resume: the refusal says so
+    (out / "checkpoint.json").unlink()
+    for name in ("model.safetensors", "optimizer.safetensors", "train_state.json"):
+        (out / name).unlink()
+    _one_error_line(runner.invoke(app, ["image", str(png), "--out", str(out), *FAST]), "before its first checkpoint")
 
 
 # -- bad values taken silently -------------------------------------------------------------------
