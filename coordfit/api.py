@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from .checkpoint import load_weights, open_checkpoint
+from .checkpoint import load_train_state, load_weights, open_checkpoint
 from .errors import CoordfitError
 from .grid import GridInfo
 from .io import new_run_dir, read_json, write_json
@@ -131,8 +131,9 @@ def resume(
     cfg_path = run_dir / "config.json"
     cfg = read_run_config(run_dir)
     ckpt = open_checkpoint(run_dir)
-    if ckpt.step is None or not ckpt.has("train_state.json"):
+    if not ckpt.has("train_state.json"):
         raise CoordfitError(f"{run_dir} has no checkpoint to resume from (no train_state.json)")
+    done = load_train_state(ckpt.path("train_state.json"))["step"]
     if model is not None and model != cfg["model"]:
         raise CoordfitError(f"{run_dir} was fitted with model '{cfg['model']}', not '{model}'")
     try:
@@ -146,8 +147,8 @@ def resume(
     if target_psnr is not None:
         train.target_psnr = target_psnr
     train.validate()
-    if ckpt.step >= train.steps:
-        raise CoordfitError(f"{run_dir} already reached {ckpt.step} steps; pass --steps larger than that")
+    if done >= train.steps:
+        raise CoordfitError(f"{run_dir} already reached {done} steps; pass --steps larger than that")
     try:
         signal = signal_from_meta(cfg["signal"])
     except TypeError as exc:

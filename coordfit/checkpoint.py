@@ -148,9 +148,17 @@ def find_checkpoint(run_dir: str | Path, verify: bool = True) -> Checkpoint | No
     else:
         raise CoordfitError(problem)
     if (run_dir / "model.safetensors").is_file():  # a run from before checkpoint.json
-        state = run_dir / "train_state.json"
-        return Checkpoint(run_dir, load_train_state(state)["step"] if state.is_file() else None)
+        return Checkpoint(run_dir, _legacy_step(run_dir / "train_state.json"))
     return None
+
+
+def _legacy_step(path: Path) -> int | None:
+    """The step of an unrecorded checkpoint; None when its state is absent or unreadable
+    (the weights still render; a resume reads the state itself and says what is wrong)."""
+    try:
+        return load_train_state(path)["step"] if path.is_file() else None
+    except CoordfitError:
+        return None
 
 
 def open_checkpoint(run_dir: str | Path) -> Checkpoint:

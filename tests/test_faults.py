@@ -200,6 +200,10 @@ def test_a_run_from_before_checkpoint_records_loads_and_resumes(runner, tmp_path
     res = runner.invoke(app, ["image", "--resume", str(run), "--steps", "12", "--no-progress"])
     assert res.exit_code == 0, res.output
     assert find_checkpoint(run).step == 12  # the record is back, and verifies
+    (run / "checkpoint.json").unlink()
+    (run / "train_state.json").write_text('{"step": "twelve"}')
+    assert runner.invoke(app, ["render", str(run)]).exit_code == 0  # the weights need no train state
+    _one_error_line(runner.invoke(app, ["image", "--resume", str(run), "--steps", "20"]), "step must be a whole")
 
 
 def test_a_commit_cut_short_is_finished_by_the_next_reader(tmp_path: Path, monkeypatch) -> None:
