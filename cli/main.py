@@ -23,6 +23,8 @@ from ._common import err_console
 # or Click itself in older Typer) holds the other parser errors.
 _parser_errors = sys.modules[typer.BadParameter.__module__]
 _ABORTS = (typer.Abort, getattr(_parser_errors, "Abort", typer.Abort))
+# Click before 8.2 prints the help of a bare group and exits 0 by itself.
+_NO_ARGS = getattr(_parser_errors, "NoArgsIsHelpError", ())
 
 
 class _OneLineErrors(TyperGroup):
@@ -34,7 +36,7 @@ class _OneLineErrors(TyperGroup):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except _parser_errors.NoArgsIsHelpError:
+        except _NO_ARGS:
             code = 0  # `coordfit` or `coordfit nvs` alone: the help is printed, nothing is wrong
         except _parser_errors.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx is not None else prog_name or self.name

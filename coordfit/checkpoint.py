@@ -85,7 +85,7 @@ class Checkpoint:
     """The checkpoint of a run folder, checked against its record (see the module doc)."""
 
     run_dir: Path
-    step: int | None  # None: a run from before checkpoint.json without a train_state.json
+    step: int | None  # None: a run from before checkpoint.json without a readable train_state.json
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {bytes, sha256}; {} if unrecorded
 
     def has(self, name: str) -> bool:

@@ -47,7 +47,10 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
 def source_sha256(meta: dict[str, Any]) -> str | None:
     """sha256 of a signal's source file (or of a folder's files, names and bytes, in
     order); None for built-in sources."""
-    source = Path(str(meta.get("source", "")))
+    text = meta.get("source")
+    if not isinstance(text, str) or not text:
+        return None
+    source = Path(text)
     files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else []
     if not files:
         return None
@@ -65,7 +68,7 @@ def check_signal(cfg: dict[str, Any], signal: Any, run_dir: str | Path) -> None:
     grid = cfg["grid"]
     was = (list(grid["shape"]), grid["out_features"])
     now = (list(signal.info.shape), signal.info.out_features)
-    source = cfg["signal"].get("source", "the source")
+    source = cfg["signal"]["source"]
     if was != now:
         def fmt(shape: list[int], channels: int) -> str:
             return f"{'x'.join(map(str, shape))} with {channels} channel(s)"
