@@ -436,8 +436,10 @@ def test_out_of_memory_is_one_line(runner, tmp_path: Path, monkeypatch, error: E
 
 def test_every_bad_value_is_one_line(runner, tmp_path: Path) -> None:
     png = _png(tmp_path / "p.png")
-    run = tmp_path / "run"
+    run, video = tmp_path / "run", tmp_path / "video"
     _fit(runner, run, png)
+    res = runner.invoke(app, ["video", "builtin:waves", "--resize", "8x8", "--max-frames", "2", "--out", str(video), *FAST])
+    assert res.exit_code == 0, res.output
     (tmp_path / "file").write_text("a file")
     (tmp_path / "report").mkdir()
     (tmp_path / "report" / "suite.json").write_text("[]")
@@ -455,6 +457,7 @@ def test_every_bad_value_is_one_line(runner, tmp_path: Path) -> None:
         "render --scale inf": (["render", str(run), "--scale", "inf"], "finite"),
         "render past memory": (["render", str(run), "--size", "4000000x4000000"], "GiB of memory"),
         "video --fps nan": (["video", "builtin:waves", "--fps", "nan", "--steps", "1"], "finite"),
+        "render --fps 1e308": (["render", str(video), "--fps", "1e308"], "--fps must be in (0, 1000]"),
         "report --seconds nan": (["report", "--seconds", "nan", "--out", str(tmp_path / "r")], "finite"),
         "report --threads -1": (["report", "--threads", "-1", "--out", str(tmp_path / "r")], "--threads"),
         "merge of a list suite.json": (["report", "merge", str(tmp_path / "report"), "--out", str(tmp_path / "m")],

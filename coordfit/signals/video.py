@@ -180,8 +180,8 @@ class VideoSignal(GridSignal):
             if not scale > 0:
                 raise CoordfitError(f"--scale must be positive, got {scale}")
             h, w = max(1, round(h * scale)), max(1, round(w * scale))
-        if fps is not None and not fps > 0:
-            raise CoordfitError(f"--fps must be positive, got {fps}")
+        if fps is not None and not 0 < fps <= 1000:  # the range fitting takes (VideoOptions)
+            raise CoordfitError(f"--fps must be in (0, 1000], got {fps}")
         if frames is not None and frames < 1:
             raise CoordfitError(f"--frames must be positive, got {frames}")
         duration = t0 / fps0
