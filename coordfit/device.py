@@ -1,7 +1,26 @@
-"""Device choice: ``auto`` picks CUDA, then MPS, then the CPU."""
+"""Devices and what each one runs best with.
+
+``auto`` picks CUDA, then MPS, then the CPU. The defaults that depend on the device live
+here, in one table (:data:`DEFAULTS`), and are applied once per fit through
+:func:`device_settings` (torch threads, TF32) and :func:`autocast` (bf16):
+
+==========  ======================  ==========  =======  ================================
+device      points per step (cap)   precision   threads  first-run time budget (seconds)
+==========  ======================  ==========  =======  ================================
+cpu         16,384                  fp32        1        30
+cuda        the whole grid, up to   tf32        torch's  30
+            2^18 = 262,144
+mps         65,536 (not measured)   fp32        torch's  30
+==========  ======================  ==========  =======  ================================
+
+See docs/performance.md for the measurements behind each entry.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -9,8 +28,45 @@ import torch
 from .errors import CoordfitError
 
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
+Precision = Literal["auto", "fp32", "tf32", "bf16"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "tf32", "bf16")
 
-__all__ = ["DeviceName", "resolve_device", "synchronize"]
+__all__ = [
+    "DeviceName",
+    "Precision",
+    "PRECISIONS",
+    "DeviceDefaults",
+    "DEFAULTS",
+    "device_defaults",
+    "resolve_device",
+    "synchronize",
+    "device_settings",
+    "autocast",
+]
+
+
+@dataclass(frozen=True)
+class DeviceDefaults:
+    """What a fit uses on a device when the user does not say."""
+
+    batch: int  # points per step (split models: the sub-grid; the whole grid when it fits)
+    precision: str  # what --precision auto means
+    threads: int | None  # torch intra-op threads (None: leave torch's own setting)
+    first_run_seconds: float  # time budget when neither --steps nor --time-budget is given
+
+
+DEFAULTS: dict[str, DeviceDefaults] = {
+    # 2 shared cores: one thread ran a hashgrid fit 4x faster than two (docs/performance.md);
+    # larger batches are memory-bound and train slower per second.
+    "cpu": DeviceDefaults(batch=1 << 14, precision="fp32", threads=1, first_run_seconds=30.0),
+    # The whole grid per step up to 2^18 points; TF32 matmuls cost no PSNR (docs/performance.md).
+    "cuda": DeviceDefaults(batch=1 << 18, precision="tf32", threads=None, first_run_seconds=30.0),
+    "mps": DeviceDefaults(batch=1 << 16, precision="fp32", threads=None, first_run_seconds=30.0),
+}
+
+
+def device_defaults(device: torch.device) -> DeviceDefaults:
+    return DEFAULTS.get(device.type, DEFAULTS["cpu"])
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -40,3 +96,43 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+def check_precision(precision: str, device: torch.device) -> str:
+    """``precision`` resolved for ``device`` (``auto`` -> the device's default); one line if it cannot run there."""
+    if precision not in PRECISIONS:
+        raise CoordfitError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    if precision == "auto":
+        return device_defaults(device).precision
+    if precision == "tf32" and device.type != "cuda":
+        raise CoordfitError(f"--precision tf32 needs a CUDA device (this fit runs on {device.type}); use fp32 or bf16")
+    return precision
+
+
+@contextlib.contextmanager
+def device_settings(device: torch.device, precision: str, threads: int | None) -> Iterator[None]:
+    """Apply the torch thread count and the TF32 switch for the duration of a fit, then restore them.
+
+    ``precision`` is a resolved one (fp32, tf32 or bf16); bf16 also needs :func:`autocast`
+    around the forward pass. Both settings are process-wide in torch, hence the restore.
+    """
+    old_threads = torch.get_num_threads()
+    old_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        if device.type == "cuda":
+            tf32 = precision == "tf32"
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.allow_tf32 = tf32
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old_tf32
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for ``precision == "bf16"``, otherwise nothing."""
+    if precision != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

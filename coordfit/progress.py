@@ -1,52 +1,141 @@
-"""A rich progress bar for training that stays quiet when stdout is not a terminal."""
+"""Progress of a loop toward its binding limit: the one progress display of coordfit.
+
+On a terminal a rich bar; off a terminal (a log file, a job under a scheduler) a plain
+line every few seconds, so a long job keeps a heartbeat. A loop may be bounded by steps,
+by seconds, or by both (whichever comes first): the bar shows the fraction of the limit
+that binds, ``max(step / steps, seconds / time_budget)``, and names both.
+
+::
+
+    with Progress("fit", steps=2000, seconds=30.0) as bar:
+        for ...:
+            bar.update(step, seconds, loss=1.2e-3, psnr="24.51 dB")
+
+``update`` is cheap (a few comparisons when nothing is shown) but takes host numbers:
+callers read their tensors first, at a throttled rate (see :class:`coordfit.train.Trainer`).
+A loop that cannot hold the object (the view-synthesis trainer, a DDP rank) can take
+``bar.update`` as its callback.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+import time
+from typing import IO, Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-__all__ = ["TrainProgress"]
+__all__ = ["Progress", "format_fields"]
 
 
-class TrainProgress:
-    """``with TrainProgress(cfg, "psnr") as bar: bar.update(step, seconds, loss, quality)``."""
+def format_fields(fields: dict[str, Any]) -> str:
+    """``loss 1.234e-03  psnr 24.51 dB``: floats to 4 significant digits, strings as given."""
+    parts = []
+    for name, value in fields.items():
+        if isinstance(value, float):
+            value = f"{value:.3e}" if name == "loss" else f"{value:.4g}"
+        parts.append(f"{name} {value}")
+    return "  ".join(parts)
 
-    def __init__(self, config: Any, quality_name: str = "psnr", enabled: bool | None = None, start: int = 0) -> None:
-        self.enabled = sys.stdout.isatty() if enabled is None else enabled
-        self.total = config.steps
-        self.quality_name = quality_name
+
+class Progress:
+    """Shows ``update(step, seconds, **fields)`` as a bar (terminal) or as plain lines (elsewhere).
+
+    ``steps`` / ``seconds``: the loop's limits (either may be None; with both, the one
+    nearer to done binds). ``enabled``: None shows progress (bar on a terminal, lines
+    elsewhere), False shows nothing. ``every``: seconds between plain lines. ``start``:
+    the step a resumed loop starts from (for the rate). ``stream``: where plain lines go
+    (default stderr, so stdout stays the command's result).
+    """
+
+    def __init__(
+        self,
+        label: str = "fit",
+        *,
+        steps: int | None = None,
+        seconds: float | None = None,
+        enabled: bool | None = None,
+        every: float = 5.0,
+        start: int = 0,
+        stream: IO[str] | None = None,
+        terminal: bool | None = None,
+    ) -> None:
+        self.label = label
+        self.steps = steps
+        self.seconds = seconds
+        self.enabled = enabled is not False
+        self.every = every
         self.start = start
-        self._progress: Progress | None = None
+        self.stream = stream if stream is not None else sys.stderr
+        self.terminal = sys.stdout.isatty() if terminal is None else terminal
+        self._bar: Any = None
+        self._last_line = time.perf_counter()
+        self._last: tuple[int, float, dict[str, Any]] | None = None
+        self._t0 = time.perf_counter()
 
-    def __enter__(self) -> TrainProgress:
-        if self.enabled:
-            self._progress = Progress(
-                TextColumn("[bold]fit"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.3e}  {task.fields[qname]} {task.fields[quality]:.2f}"),
-                TextColumn("{task.fields[rate]:.1f} it/s"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=Console(),
-                transient=False,
+    # -- what is shown ----------------------------------------------------------------------
+    def fraction(self, step: int, seconds: float) -> float:
+        """How far the loop is toward its binding limit, in [0, 1] (0 with no limits)."""
+        parts = []
+        if self.steps:
+            parts.append(step / self.steps)
+        if self.seconds:
+            parts.append(seconds / self.seconds)
+        return min(1.0, max(parts, default=0.0))
+
+    def describe(self, step: int, seconds: float) -> str:
+        """``step 120/2000  12.3/30 s``: where the loop stands against each limit."""
+        steps = f"step {step}/{self.steps}" if self.steps else f"step {step}"
+        secs = f"{seconds:.1f}/{self.seconds:g} s" if self.seconds else f"{seconds:.1f} s"
+        return f"{steps}  {secs}"
+
+    def _rate(self, step: int, seconds: float) -> str:
+        return f"{(step - self.start) / max(seconds, 1e-9):.1f} it/s" if seconds > 0 and step > self.start else ""
+
+    # -- updates ------------------------------------------------------------------------------
+    def __enter__(self) -> Progress:
+        if self.enabled and self.terminal:
+            from rich.progress import BarColumn, Progress as RichProgress, TaskProgressColumn, TextColumn
+            from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+
+            self._bar = RichProgress(
+                TextColumn(f"[bold]{self.label}"), BarColumn(), TaskProgressColumn(),
+                TextColumn("{task.fields[where]}  {task.fields[text]}", markup=False),
+                TimeElapsedColumn(), TimeRemainingColumn(),
             )
-            self._progress.__enter__()
-            self._task = self._progress.add_task(
-                "fit", total=self.total, completed=self.start, loss=float("nan"), quality=float("nan"),
-                qname=self.quality_name, rate=0.0,
-            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.label, total=1.0, where=self.describe(self.start, 0.0), text="")
         return self
 
-    def update(self, step: int, seconds: float, loss: float, quality: float) -> None:
-        if self._progress is None:
+    def update(self, step: int, seconds: float, **fields: Any) -> None:
+        """Report the loop's state: ``step`` done, ``seconds`` of work, named ``fields``."""
+        if not self.enabled:
             return
-        rate = step / seconds if seconds > 0 else 0.0
-        self._progress.update(self._task, completed=step, loss=loss, quality=quality, rate=rate)
+        self._last = (step, seconds, fields)
+        text = "  ".join(p for p in (format_fields(fields), self._rate(step, seconds)) if p)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.fraction(step, seconds),
+                             where=self.describe(step, seconds), text=text)
+            return
+        now = time.perf_counter()
+        if now - self._last_line >= self.every:
+            self._line(step, seconds, text)
+            self._last_line = now
+            self._last = None  # shown
+
+    def _line(self, step: int, seconds: float, text: str) -> None:
+        pct = f"{100 * self.fraction(step, seconds):3.0f}%" if self.steps or self.seconds else ""
+        line = "  ".join(p for p in (self.label, pct, self.describe(step, seconds), text) if p)
+        print(line, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        """End the display; off a terminal, a last line with the final state."""
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+        elif self.enabled and self._last is not None:
+            step, seconds, fields = self._last
+            text = "  ".join(p for p in (format_fields(fields), self._rate(step, seconds)) if p)
+            self._line(step, seconds, text)
+            self._last = None
 
     def __exit__(self, *exc: Any) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
+        self.close()

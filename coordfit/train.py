@@ -1,55 +1,106 @@
 """The one fitting loop, for every model and every signal.
 
 It samples a batch from the signal (a split-aware sub-grid for split models, random
-points otherwise), steps Adam, reports progress, logs ``log.csv`` and saves
-checkpoints. It knows neither file formats nor model internals.
+points otherwise) on the signal's device, steps Adam, reports progress, logs ``log.csv``
+and saves checkpoints. It knows neither file formats nor model internals.
+
+The step does only the step: loss and quality stay tensors on the device. They are
+*read* (one host sync) at a throttled rate, at least :attr:`Trainer.read_every` seconds
+of host time apart, and at checkpoints and the last step; log rows between readings are
+queued as tensors and written at the next reading, each with its own time (a CUDA event,
+or the host clock on the CPU, where work is synchronous). The stop conditions use the
+readings: a time budget overshoots by at most one step on the CPU (the host clock is
+exact there) and by at most the GPU's queue behind the host on CUDA (bounded by
+``read_every``); a target quality is noticed within ``read_every`` seconds.
+``seconds`` is training time only: checkpoint and log I/O are excluded.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import time
-from dataclasses import asdict, dataclass
+import warnings
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
 from .checkpoint import load_optimizer, load_train_state, load_weights, save_optimizer, save_train_state, save_weights
-from .device import resolve_device, synchronize
+from .device import PRECISIONS, autocast, device_defaults, device_settings, resolve_device, synchronize
 from .errors import CoordfitError
 from .models.registry import model_entry
 from .signals.base import Signal
 
-__all__ = ["TrainConfig", "Trainer", "TrainingInterrupted"]
+__all__ = ["TrainConfig", "Trainer", "TrainingInterrupted", "DEFAULT_STEPS"]
+
+DEFAULT_STEPS = 2000  # steps of a run that names neither steps nor a time budget (with the device's budget)
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 2000  # maximum optimiser steps
-    time_budget: float | None = None  # stop after this many seconds of training
-    target_psnr: float | None = None  # stop once the batch PSNR (dB) reaches this
+    """How long and how a fit trains. ``None`` fields take the device's default (:meth:`resolved`)."""
+
+    steps: int | None = None  # maximum optimiser steps (None: no step limit under a time budget)
+    time_budget: float | None = None  # stop after this many seconds of training (this session's)
+    target: float | None = None  # stop once the training-batch quality (PSNR dB, IoU) reaches this
     lr: float | None = None  # Adam learning rate (None: the model's default)
-    grid_batch: int = 1 << 14  # split models: points in each step's sub-grid (full grid if it fits)
-    batch_points: int = 1 << 14  # unsplit models: random points per step
+    grid_batch: int | None = None  # split models: points in each step's sub-grid (full grid if it fits)
+    batch_points: int | None = None  # unsplit models: random points per step
     log_every: int = 25  # steps between log.csv rows
     checkpoint_every: int = 500  # steps between checkpoints (0: only at the end or on Ctrl-C)
     seed: int = 0  # seeds the model init and the sampler
     device: str = "auto"  # auto | cpu | cuda | mps
+    precision: str = "auto"  # auto | fp32 | tf32 (CUDA matmuls; fp32 elsewhere) | bf16 (autocast)
+    compile: bool = False  # torch.compile the model (eager with one warning where it cannot)
+    threads: int | None = None  # torch CPU threads (None: the device's default, 1 on CPUs)
 
     def validate(self) -> None:
-        if self.steps <= 0:
-            raise CoordfitError(f"--steps must be positive, got {self.steps}")
-        if self.time_budget is not None and self.time_budget <= 0:
-            raise CoordfitError(f"--time-budget must be positive, got {self.time_budget}")
-        if self.lr is not None and self.lr <= 0:
-            raise CoordfitError(f"--lr must be positive, got {self.lr}")
-        for name in ("grid_batch", "batch_points", "log_every"):
-            if getattr(self, name) <= 0:
-                raise CoordfitError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        """Refuse impossible settings with one line (non-finite numbers included)."""
+        for name in ("time_budget", "target", "lr"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int | float) and math.isfinite(value)):
+                raise CoordfitError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+        for name in ("steps", "time_budget", "lr", "grid_batch", "batch_points", "threads"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise CoordfitError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.log_every <= 0:
+            raise CoordfitError(f"--log-every must be positive, got {self.log_every}")
         if self.checkpoint_every < 0:
             raise CoordfitError(f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
+        if self.precision not in PRECISIONS:
+            raise CoordfitError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
         resolve_device(self.device)
+
+    def resolved(self, device: torch.device | None = None) -> TrainConfig:
+        """A copy with every default filled in for ``device`` (see :mod:`coordfit.device`).
+
+        Neither ``steps`` nor ``time_budget``: :data:`DEFAULT_STEPS` steps or the device's
+        first-run budget, whichever comes first.
+        """
+        device = device or resolve_device(self.device)
+        d = device_defaults(device)
+        steps, budget = self.steps, self.time_budget
+        if steps is None and budget is None:
+            steps, budget = DEFAULT_STEPS, d.first_run_seconds
+        precision = d.precision if self.precision == "auto" else self.precision
+        return replace(self, steps=steps, time_budget=budget, grid_batch=self.grid_batch or d.batch,
+                       batch_points=self.batch_points or d.batch, precision=precision,
+                       threads=self.threads or d.threads)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Read a saved ``config.json["train"]``; older runs' ``target_psnr`` is ``target``."""
+        data = dict(data)
+        if "target_psnr" in data:
+            data.setdefault("target", data.pop("target_psnr"))
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CoordfitError(f"the saved training settings hold an unknown field '{unknown[0]}'")
+        return cls(**data)
 
 
 class TrainingInterrupted(Exception):
@@ -62,26 +113,73 @@ class TrainingInterrupted(Exception):
         self.run_dir = run_dir
 
 
+class _Clock:
+    """Training seconds without a sync per step.
+
+    Time accumulates over segments that start at a synced point (or after I/O) and end at
+    a reading, which syncs. Inside a segment, :meth:`mark` times a step: a CUDA event on
+    CUDA, the host clock on the CPU (where work is synchronous), a sync elsewhere.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.base = 0.0
+
+    def start(self, base: float) -> None:
+        self.base, self.t0 = base, time.perf_counter()
+        if self.cuda:
+            self.event0 = torch.cuda.Event(enable_timing=True)
+            self.event0.record()
+
+    def mark(self) -> Any:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        if self.device.type != "cpu":
+            synchronize(self.device)
+        return time.perf_counter()
+
+    def estimate(self) -> float:
+        """Training seconds by the host clock (never above the truth: the GPU may lag)."""
+        return self.base + time.perf_counter() - self.t0
+
+    def stop(self) -> float:
+        """Sync; the training seconds at this point."""
+        synchronize(self.device)
+        return self.base + time.perf_counter() - self.t0
+
+    def seconds_at(self, mark: Any) -> float:
+        """Training seconds at ``mark`` (after :meth:`stop`)."""
+        if self.cuda:
+            return self.base + self.event0.elapsed_time(mark) / 1e3
+        return self.base + mark - self.t0
+
+
 class Trainer:
     """Fits ``model`` to ``signal``; ``run()`` until a stop condition, resumable."""
 
+    read_every = 0.5  # seconds of host time between readings of loss and quality
+
     def __init__(self, model: torch.nn.Module, signal: Signal, config: TrainConfig, run_dir: Path | None = None) -> None:
         config.validate()
-        self.config = config
         self.device = resolve_device(config.device)
+        entry = model_entry(model.registry_name)
+        self.config = replace(config.resolved(self.device), lr=config.lr or entry.lr)
         self.model = model.to(self.device)
         self.signal = signal.to(self.device)
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        entry = model_entry(model.registry_name)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr or entry.lr, **entry.adam)
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr, **entry.adam)
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.step = 0
         self.seconds = 0.0
         self.last_loss = float("nan")
         self.last_quality = float("nan")
         self.stopped_by = ""
         splits = len(getattr(model, "branches", [()])) > 1
-        self.budget = config.grid_batch if splits else config.batch_points
+        self.budget = self.config.grid_batch if splits else self.config.batch_points
+        self._batch: tuple[torch.Tensor, torch.Tensor] | None = None  # last (prediction, target)
 
     # -- checkpoints -------------------------------------------------------------------
     def save_checkpoint(self, finished: bool = False) -> None:
@@ -91,7 +189,7 @@ class Trainer:
         from .checkpoint import encode_rng, write_checkpoint
 
         state = {"step": self.step, "seconds": self.seconds, "rng": encode_rng(self.generator),
-                 "finished": finished, "stopped_by": self.stopped_by}
+                 "rng_device": self.device.type, "finished": finished, "stopped_by": self.stopped_by}
 
         def write(folder: Path) -> None:
             save_weights(folder / "model.safetensors", self.model, self.model.registry_name)
@@ -108,20 +206,34 @@ class Trainer:
         removed and log rows after the checkpoint dropped.
         """
         assert self.run_dir is not None
-        from .checkpoint import clean_stale, decode_rng, open_checkpoint
+        from .checkpoint import clean_stale, open_checkpoint
 
         ckpt = open_checkpoint(self.run_dir)
         state_path = ckpt.path("train_state.json")
         state = load_train_state(state_path)
-        rng = decode_rng(state.get("rng"), self.generator, state_path)
+        rng = self._saved_rng(state, state_path)  # None: the run moved device, reseed
         load_weights(ckpt.path("model.safetensors"), self.model, self.model.registry_name)
         if ckpt.has("optimizer.safetensors"):
             load_optimizer(ckpt.path("optimizer.safetensors"), self.optimizer)
         self.step = state["step"]
         self.seconds = float(state.get("seconds", 0.0))
-        self.generator.set_state(rng)
+        if rng is None:
+            self.generator.manual_seed(self.config.seed + self.step)
+        else:
+            self.generator.set_state(rng)
         clean_stale(self.run_dir)
         self._trim_log()
+
+    def _saved_rng(self, state: dict[str, Any], where: Path) -> torch.Tensor | None:
+        """The sampler's saved generator state; None (with a warning) when the run moved device."""
+        from .checkpoint import decode_rng
+
+        saved = state.get("rng_device", "cpu")
+        if saved != self.device.type:
+            warnings.warn(f"this run was trained on {saved} and continues on {self.device.type}: the sampler "
+                          "is reseeded, so the result differs from an uninterrupted run", stacklevel=3)
+            return None
+        return decode_rng(state.get("rng"), self.generator, where)
 
     def _trim_log(self) -> None:
         """Drop log rows written after the checkpoint we resume from (and a row a kill cut short)."""
@@ -146,68 +258,120 @@ class Trainer:
 
         atomic_write(log, write)
 
-    # -- the loop ----------------------------------------------------------------------
-    def train_step(self) -> tuple[float, float]:
+    # -- one step ----------------------------------------------------------------------
+    def train_step(self) -> torch.Tensor:
+        """Sample, predict, step Adam; returns the loss as a 0-dim tensor (no host sync)."""
         batch, target = self.signal.sample(self.model.branches, self.budget, self.generator, step=self.step)
-        pred = self.signal.predict(self.model, batch)
-        loss = self.signal.loss(pred, target)
+        with autocast(self.device, self.config.precision):
+            pred = self.signal.predict(self.model, batch)
+            loss = self.signal.loss(pred, target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return float(loss.detach()), float(self.signal.quality(pred, target))
+        self._batch = (pred.detach(), target)
+        return loss.detach()
 
-    def _should_stop(self) -> str:
+    def batch_quality(self) -> torch.Tensor:
+        """The signal's quality (PSNR, IoU) of the last step's batch, a 0-dim tensor."""
+        assert self._batch is not None, "no step has run yet"
+        return torch.as_tensor(self.signal.quality(*self._batch), device=self.device, dtype=torch.float32)
+
+    # -- the loop ----------------------------------------------------------------------
+    def _limit(self, seconds: float, session_start: float) -> str:
         c = self.config
-        if self.step >= c.steps:
+        if c.steps is not None and self.step >= c.steps:
             return "steps"
-        if c.time_budget is not None and self.seconds >= c.time_budget:
+        if c.time_budget is not None and seconds - session_start >= c.time_budget:
             return "time_budget"
-        if c.target_psnr is not None and self.last_quality >= c.target_psnr:
-            return "target_psnr"
+        if c.target is not None and self.last_quality >= c.target:
+            return "target"
         return ""
 
     def run(self, progress: bool | None = None) -> dict[str, Any]:
-        """Train until ``steps``, ``time_budget`` or ``target_psnr``; returns a summary."""
-        from .progress import TrainProgress
-
-        log_file = None
-        if self.run_dir is not None:
-            path = self.run_dir / "log.csv"
-            new = not path.exists()
-            log_file = path.open("a", newline="")
-            if new:
-                log_file.write("step,seconds,loss,psnr\n")
+        """Train until ``steps``, ``time_budget`` (counted from this call) or ``target``; returns a summary."""
+        c = self.config
+        log = self._open_log()
+        session_start = self.seconds
+        clock = _Clock(self.device)
+        pending: list[tuple[int, Any, torch.Tensor, torch.Tensor, bool]] = []  # step, mark, loss, quality, row
+        compiled = _CompiledModel(self.model) if c.compile else None
         self.model.train()
-        self.stopped_by = self._should_stop()
+        self.stopped_by = self._limit(self.seconds, session_start)
+        clock.start(self.seconds)
         try:
-            with TrainProgress(self.config, self.signal.quality_name, enabled=progress, start=self.step) as bar:
+            with device_settings(self.device, c.precision, c.threads), self._progress(progress) as bar:
+                last_read = time.perf_counter()
                 while not self.stopped_by:
-                    synchronize(self.device)
-                    t0 = time.perf_counter()
-                    self.last_loss, self.last_quality = self.train_step()
-                    synchronize(self.device)
-                    self.seconds += time.perf_counter() - t0
+                    loss = compiled.step(self) if compiled is not None else self.train_step()
                     self.step += 1
-                    self.stopped_by = self._should_stop()
-                    bar.update(self.step, self.seconds, self.last_loss, self.last_quality)
-                    if log_file and (self.step % self.config.log_every == 0 or self.stopped_by):
-                        log_file.write(f"{self.step},{self.seconds:.4f},{self.last_loss:.6g},{self.last_quality:.4f}\n")
-                        log_file.flush()
-                    every = self.config.checkpoint_every
-                    if every and self.step % every == 0 and not self.stopped_by:
-                        self.save_checkpoint()
+                    now = time.perf_counter()
+                    row = self.step % c.log_every == 0
+                    due = (now - last_read >= self.read_every
+                           or (c.steps is not None and self.step >= c.steps)
+                           or (c.checkpoint_every and self.step % c.checkpoint_every == 0)
+                           or (c.time_budget is not None and clock.estimate() - session_start >= c.time_budget))
+                    if row or due:
+                        pending.append((self.step, clock.mark(), loss, self.batch_quality(), row))
+                    if due:
+                        self._read(clock, pending, log, bar, session_start)
+                        if c.checkpoint_every and self.step % c.checkpoint_every == 0 and not self.stopped_by:
+                            self.save_checkpoint()
+                        clock.start(self.seconds)  # the I/O above is not training time
+                        last_read = time.perf_counter()
         except KeyboardInterrupt:
-            if log_file:
-                log_file.flush()
+            self._read(clock, pending, log, None, session_start)
             self.stopped_by = "interrupted"
             self.save_checkpoint()
             raise TrainingInterrupted(self.step, self.run_dir) from None
         finally:
-            if log_file:
-                log_file.close()
+            if compiled is not None:
+                compiled.restore()
+            if log:
+                log.close()
         self.model.eval()
         self.save_checkpoint(finished=True)
         return self.summary()
+
+    def _read(self, clock: _Clock, pending: list, log: IO[str] | None, bar: Any, session_start: float) -> None:
+        """One host sync: training seconds, the queued log rows, the stop conditions, the bar.
+
+        The step that stops the run always gets a log row."""
+        self.seconds = clock.stop()
+        if not pending:
+            return
+        losses = torch.stack([p[2] for p in pending]).float()
+        values = torch.stack([losses, torch.stack([p[3] for p in pending])], dim=1).tolist()
+        target = self.config.target
+        if target is not None and any(q >= target for _, q in values):
+            self.stopped_by = self.stopped_by or "target"
+        self.last_loss, self.last_quality = values[-1]
+        self.stopped_by = self.stopped_by or self._limit(self.seconds, session_start)
+        if log is not None:
+            for j, ((step, mark, _, _, row), (loss, quality)) in enumerate(zip(pending, values)):
+                if row or (self.stopped_by and j == len(pending) - 1):
+                    log.write(f"{step},{clock.seconds_at(mark):.4f},{loss:.6g},{quality:.4f}\n")
+            log.flush()
+        pending.clear()
+        if bar is not None:
+            q = self.signal.quality_name
+            bar.update(self.step, self.seconds - session_start, loss=self.last_loss,
+                       **{q: f"{self.last_quality:.4g} {self.signal.quality_unit}".rstrip()})
+
+    def _open_log(self) -> IO[str] | None:
+        if self.run_dir is None:
+            return None
+        path = self.run_dir / "log.csv"
+        new = not path.exists()
+        log = path.open("a", newline="")
+        if new:
+            log.write(f"step,seconds,loss,{self.signal.quality_name}\n")
+        return log
+
+    def _progress(self, enabled: bool | None) -> Any:
+        from .progress import Progress
+
+        return Progress("fit", steps=self.config.steps, seconds=self.config.time_budget, enabled=enabled,
+                        start=self.step)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -218,7 +382,42 @@ class Trainer:
             "stopped_by": self.stopped_by,
             "device": str(self.device),
             "samples_per_step": self.budget,
+            "precision": self.config.precision,
         }
 
     def config_dict(self) -> dict[str, Any]:
         return asdict(self.config)
+
+
+class _CompiledModel:
+    """``torch.compile`` of a model's ``forward`` and ``forward_grid`` for the length of a run.
+
+    The first step runs compiled; if compiling fails there (no compiler, an unsupported
+    op), one warning is given and that step and the rest run eagerly. :meth:`restore`
+    puts the plain methods back, so evaluation and checkpoints see the eager model.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.first = True
+        model.forward = torch.compile(model.forward)  # instance attributes shadow the methods
+        if hasattr(model, "forward_grid"):
+            model.forward_grid = torch.compile(model.forward_grid)
+
+    def step(self, trainer: Trainer) -> torch.Tensor:
+        if not self.first:
+            return trainer.train_step()
+        self.first = False
+        state = trainer.generator.get_state()
+        try:
+            return trainer.train_step()
+        except Exception as exc:  # noqa: BLE001 - any compile failure falls back to eager
+            warnings.warn(f"--compile: torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                          "training without it", stacklevel=2)
+            self.restore()
+            trainer.generator.set_state(state)  # the same batch again, eagerly
+            return trainer.train_step()
+
+    def restore(self) -> None:
+        for name in ("forward", "forward_grid"):
+            self.model.__dict__.pop(name, None)

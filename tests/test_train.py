@@ -47,12 +47,12 @@ def test_training_lowers_the_loss(signal) -> None:
     assert after > before + 5
 
 
-def test_time_budget_and_target_psnr_stop_early(signal) -> None:
+def test_time_budget_and_target_stop_early(signal) -> None:
     r = coordfit.fit(signal, "coordx", train=TrainConfig(steps=10**6, time_budget=0.5), save=False, progress=False, width=16)
     assert r.metrics["stopped_by"] == "time_budget"
     assert 0.5 <= r.metrics["train_seconds"] < 5
-    r = coordfit.fit(signal, "pe-mlp", train=TrainConfig(steps=10**6, target_psnr=25.0), save=False, progress=False, width=32)
-    assert r.metrics["stopped_by"] == "target_psnr"
+    r = coordfit.fit(signal, "pe-mlp", train=TrainConfig(steps=10**6, target=25.0), save=False, progress=False, width=32)
+    assert r.metrics["stopped_by"] == "target"
     assert r.metrics["final_batch_psnr"] >= 25.0
 
 

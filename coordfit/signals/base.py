@@ -6,7 +6,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -43,14 +43,21 @@ def psnr_from_mse(mse: float, data_range: float) -> float:
 class Signal(ABC):
     """A fitting target on a coordinate grid with named axes.
 
-    The trainer only calls :meth:`sample`, :meth:`loss`, :meth:`quality` and
-    :meth:`to`; the API calls :meth:`evaluate` and :meth:`write_outputs` at the end and
-    :meth:`meta` to record how to reload the signal (for ``--resume``).
+    The trainer only calls :meth:`sample`, :meth:`predict`, :meth:`loss`,
+    :meth:`quality` and :meth:`to`; the API calls :meth:`evaluate` and
+    :meth:`write_outputs` at the end and :meth:`meta` to record how to reload the signal
+    (for ``--resume``).
+
+    ``quality_name`` names the one quality figure of the kind end to end: the batch
+    figure :meth:`quality` returns, the ``log.csv`` column, ``--target``, the progress
+    bar, and the report's time to target and plot names; :meth:`evaluate` reports the
+    same figure on the full signal under the same name.
     """
 
     kind: ClassVar[str] = "?"
     default_split: ClassVar[str] = ""
-    quality_name: ClassVar[str] = "psnr"  # what `quality` measures (progress bar, --target-psnr)
+    quality_name: ClassVar[Literal["psnr", "iou"]] = "psnr"  # what `quality` measures
+    quality_unit: ClassVar[Literal["dB", ""]] = "dB"  # its unit, for help texts and the progress bar
     axes: tuple[str, ...]
     shape: tuple[int, ...]
     out_features: int
@@ -79,8 +86,11 @@ class Signal(ABC):
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor: ...
 
     @abstractmethod
-    def quality(self, pred: torch.Tensor, target: torch.Tensor) -> float:
-        """A batch quality figure for the progress bar and ``--target-psnr``."""
+    def quality(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The batch's ``quality_name`` figure as a 0-dim tensor on the batch's device.
+
+        Called only at the trainer's readings; it must not copy to the host (the
+        trainer reads it together with the loss, in one sync)."""
 
     @abstractmethod
     def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
