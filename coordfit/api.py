@@ -12,6 +12,7 @@ import torch
 
 from . import __version__
 from .checkpoint import load_train_state, load_weights, open_checkpoint
+from .device import device_settings
 from .errors import CoordfitError
 from .grid import GridInfo
 from .io import new_run_dir, read_json, write_json
@@ -60,13 +61,17 @@ def _run_config(name: str, net: CoordNet, signal: Signal, train: TrainConfig) ->
 
 
 def _finish(trainer: Trainer, signal: Signal, run_dir: Path | None, name: str) -> FitResult:
-    summary = trainer.summary()
-    model = trainer.model
-    metrics = {**signal.evaluate(model), **summary, "params": model.num_params(), "model": name, "split": model.split}
-    outputs: list[Path] = []
-    if run_dir is not None:
-        outputs = signal.write_outputs(model, run_dir)
-        outputs.append(write_json(run_dir / "metrics.json", metrics))
+    """Evaluate and write the outputs under the fit's device settings (threads, TF32)."""
+    c = trainer.config
+    with device_settings(trainer.device, c.precision, c.threads):
+        summary = trainer.summary()
+        model = trainer.model
+        metrics = {**signal.evaluate(model), **summary, "params": model.num_params(), "model": name,
+                   "split": model.split}
+        outputs: list[Path] = []
+        if run_dir is not None:
+            outputs = signal.write_outputs(model, run_dir)
+            outputs.append(write_json(run_dir / "metrics.json", metrics))
     return FitResult(model, metrics, run_dir, signal, outputs)
 
 
@@ -106,9 +111,9 @@ def fit(
     net = _prepare_model(model, signal, train.seed, choice.model_options)
     run_dir = new_run_dir(signal.kind, model, out, runs_root) if save else None
     with discard_if_unstarted(run_dir):  # a start that fails leaves --out reusable
-        if run_dir is not None:
-            write_json(run_dir / "config.json", _run_config(model, net, signal, train))
         trainer = Trainer(net, signal, train, run_dir)
+        if run_dir is not None:  # the settings resolved for the device (batch, precision, lr...)
+            write_json(run_dir / "config.json", _run_config(model, net, signal, trainer.config))
         trainer.run(progress=progress)
     return _finish(trainer, signal, run_dir, model)
 
@@ -118,11 +123,16 @@ def resume(
     *,
     steps: int | None = None,
     time_budget: float | None = None,
-    target_psnr: float | None = None,
+    target: float | None = None,
     model: str | None = None,
     progress: bool | None = None,
 ) -> FitResult:
-    """Continue an interrupted or finished run in place (``steps`` is the new total).
+    """Continue an interrupted or finished run in place.
+
+    ``steps`` is the new total of steps, ``time_budget`` the seconds of training of this
+    session (a budget counts from the resume). Passing either replaces both saved limits
+    (``steps`` alone: no time budget; ``time_budget`` alone: no step limit); passing
+    neither keeps them, which continues an interrupted run and refuses a finished one.
 
     Everything is checked before anything in the folder is written: a refused resume
     leaves the run as it was.
@@ -133,21 +143,24 @@ def resume(
     ckpt = open_checkpoint(run_dir)
     if not ckpt.has("train_state.json"):
         raise CoordfitError(f"{run_dir} has no checkpoint to resume from (no train_state.json)")
-    done = load_train_state(ckpt.path("train_state.json"))["step"]
+    state = load_train_state(ckpt.path("train_state.json"))
+    done = state["step"]
     if model is not None and model != cfg["model"]:
         raise CoordfitError(f"{run_dir} was fitted with model '{cfg['model']}', not '{model}'")
     try:
-        train = TrainConfig(**cfg["train"])
-    except TypeError as exc:
-        raise CoordfitError(f"{cfg_path}: 'train' does not fit this coordfit ({exc})") from None
-    if steps is not None:
-        train.steps = steps
-    if time_budget is not None:
-        train.time_budget = time_budget
-    if target_psnr is not None:
-        train.target_psnr = target_psnr
+        train = TrainConfig.from_dict(cfg["train"])
+    except CoordfitError as exc:
+        raise CoordfitError(f"{cfg_path}: {exc}") from None
+    new_limits = steps is not None or time_budget is not None
+    if new_limits:
+        train.steps, train.time_budget = steps, time_budget
+    if target is not None:
+        train.target = target
     train.validate()
-    if done >= train.steps:
+    if not new_limits and state.get("finished"):
+        raise CoordfitError(f"{run_dir} finished ({state.get('stopped_by') or 'steps'}) at step {done}; "
+                            "pass --steps N (a new total) or --time-budget S (seconds more)")
+    if train.steps is not None and done >= train.steps:
         raise CoordfitError(f"{run_dir} already reached {done} steps; pass --steps larger than that")
     try:
         signal = signal_from_meta(cfg["signal"])
@@ -157,7 +170,7 @@ def resume(
     net = create_model(cfg["model"], signal.info, **cfg["model_config"])
     trainer = Trainer(net, signal, train, run_dir)
     trainer.load_checkpoint()
-    write_json(cfg_path, {**cfg, "train": dataclasses.asdict(train)})
+    write_json(cfg_path, {**cfg, "train": dataclasses.asdict(trainer.config)})
     trainer.run(progress=progress)
     return _finish(trainer, signal, run_dir, cfg["model"])
 
