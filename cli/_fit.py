@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -9,10 +12,15 @@ import typer
 from rich.table import Table
 
 import coordfit
+from coordfit.device import DEFAULTS
 from coordfit.errors import CoordfitError
-from coordfit.train import TrainingInterrupted
+from coordfit.presets import resolve_preset
+from coordfit.signals import signal_class
+from coordfit.train import DEFAULT_STEPS, TrainingInterrupted
 
 from ._common import console, err_console, parse_options
+
+_CPU, _CUDA = DEFAULTS["cpu"], DEFAULTS["cuda"]
 
 # Annotated option types, so each fitting command declares the same flags in one line each.
 Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Model from `coordfit models` (default: coordx).")]
@@ -22,19 +30,81 @@ Width = Annotated[Optional[int], typer.Option("--width", help="Hidden width (mod
 Layers = Annotated[Optional[int], typer.Option("--layers", help="Linear layers in total (model default: 5).")]
 Rank = Annotated[Optional[int], typer.Option("--rank", help="CoordX feature expansion R.")]
 Options = Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Any model option as KEY=VALUE (repeatable), e.g. -o fusion=sum.")]
-Steps = Annotated[Optional[int], typer.Option("--steps", "-n", help="Maximum training steps (default: 2000).")]
-TimeBudget = Annotated[Optional[float], typer.Option("--time-budget", "-t", help="Stop after this many seconds of training.")]
-TargetPSNR = Annotated[Optional[float], typer.Option("--target-psnr", help="Stop once the training PSNR reaches this (dB).")]
+Steps = Annotated[Optional[int], typer.Option("--steps", "-n", help=f"Maximum training steps. With neither --steps nor --time-budget: {DEFAULT_STEPS} steps or {_CPU.first_run_seconds:g} s, whichever comes first.")]
+TimeBudget = Annotated[Optional[float], typer.Option("--time-budget", "-t", help="Stop after this many seconds of training (on --resume: seconds more).")]
 LR = Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate (model default).")]
-GridBatch = Annotated[Optional[int], typer.Option("--grid-batch", help="Split models: points per step in the sampled sub-grid.")]
-BatchPoints = Annotated[Optional[int], typer.Option("--batch-points", help="Unsplit models: random points per step.")]
+GridBatch = Annotated[Optional[int], typer.Option("--grid-batch", help=f"Split models: points per step in the sampled sub-grid (default: {_CPU.batch:,} on CPUs; on CUDA the whole grid up to {_CUDA.batch:,}).")]
+BatchPoints = Annotated[Optional[int], typer.Option("--batch-points", help=f"Unsplit models: random points per step (default: {_CPU.batch:,} on CPUs; on CUDA the whole grid up to {_CUDA.batch:,}).")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed (model init and sampling).")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
+Precision = Annotated[str, typer.Option("--precision", help="auto (tf32 on CUDA, fp32 elsewhere), fp32, tf32 (CUDA matmuls) or bf16 (autocast).")]
+Compile = Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model (falls back to eager with one warning).")]
+Threads = Annotated[Optional[int], typer.Option("--threads", help=f"torch CPU threads (default: {_CPU.threads} on CPUs, torch's own with a GPU).")]
 Out = Annotated[Optional[Path], typer.Option("--out", help="Run folder (must be new or empty) (default: runs/<kind>/<model>/<time>/).")]
-Resume = Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder (--steps is the new total).")]
+Resume = Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder (--steps: the new total; --time-budget: seconds more).")]
 CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints (0: end and Ctrl-C only).")]
 Backend = Annotated[Optional[str], typer.Option("--backend", help="Grid models: torch, or tcnn (tinycudann on CUDA; falls back to torch with a warning).")]
-Progress = Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar (default: when stdout is a terminal).")]
+Progress = Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress: a bar on a terminal, a line every few seconds elsewhere (default: on).")]
+
+
+def _target_help(kind: str) -> str:
+    cls = signal_class(kind)
+    unit = f" ({cls.quality_unit})" if cls.quality_unit else " (0-1)"
+    return f"Stop once the training-batch {cls.quality_name.upper()} reaches this{unit}; --target-psnr is an alias."
+
+
+ImageTarget = Annotated[Optional[float], typer.Option("--target", "--target-psnr", help=_target_help("image"))]
+VideoTarget = Annotated[Optional[float], typer.Option("--target", "--target-psnr", help=_target_help("video"))]
+ShapeTarget = Annotated[Optional[float], typer.Option("--target", "--target-psnr", help=_target_help("shape"))]
+
+
+_MODEL_FLAGS = ("split", "width", "layers", "rank", "backend")
+_TRAIN_FLAGS = ("steps", "time_budget", "target", "lr", "grid_batch", "batch_points", "seed", "device", "precision",
+                "compile", "threads", "checkpoint_every")
+
+
+def _shared_options(target: Any) -> list[inspect.Parameter]:
+    """The options every fitting command takes, in --help order."""
+    opts: list[tuple[str, Any, Any]] = [
+        ("model", Model, None), ("preset", Preset, None), ("split", Split, None), ("width", Width, None),
+        ("layers", Layers, None), ("rank", Rank, None), ("option", Options, None), ("steps", Steps, None),
+        ("time_budget", TimeBudget, None), ("target", target, None), ("lr", LR, None), ("grid_batch", GridBatch, None),
+        ("batch_points", BatchPoints, None), ("seed", Seed, 0), ("device", Device, "auto"),
+        ("precision", Precision, "auto"), ("compile", Compile, False), ("threads", Threads, None), ("out", Out, None),
+        ("resume", Resume, None), ("checkpoint_every", CheckpointEvery, 500), ("backend", Backend, None),
+        ("progress", Progress, None),
+    ]
+    return [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a) for n, a, d in opts]
+
+
+def fitting_command(kind: str, target: Any) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., None]]:
+    """Make a fitting command from a function of its own arguments (``path`` and signal options).
+
+    The function returns the signal options; the command gets the options shared by every
+    fitting command (model, training, run folder) besides its own, so ``image``, ``video``
+    and ``shape`` take the same flags by construction, and runs :func:`run_fit`.
+    """
+
+    def deco(func: Callable[..., dict[str, Any]]) -> Callable[..., None]:
+        own = inspect.signature(func, eval_str=True).parameters
+        shared = _shared_options(target)
+
+        @functools.wraps(func)
+        def command(**kw: Any) -> None:
+            path = kw.get("path")
+            signal_options = func(**{name: kw.pop(name) for name in own})
+            run_fit(kind, path, model=kw.pop("model"), preset=kw.pop("preset"),
+                    model_flags={k: kw.pop(k) for k in _MODEL_FLAGS}, options=kw.pop("option"),
+                    train={k: v for k in _TRAIN_FLAGS if (v := kw.pop(k)) is not None}, out=kw.pop("out"),
+                    resume=kw.pop("resume"), progress=kw.pop("progress"), signal_options=signal_options)
+
+        mine = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own.values()]
+        params = [p for p in mine if p.name == "path"] + shared + [p for p in mine if p.name != "path"]
+        command.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        return command
+
+    return deco
 
 
 def run_fit(
@@ -43,52 +113,52 @@ def run_fit(
     *,
     model: str | None,
     preset: str | None,
-    split: str | None,
-    width: int | None,
-    layers: int | None,
-    rank: int | None,
+    model_flags: dict[str, Any],
     options: list[str] | None,
-    steps: int | None,
-    time_budget: float | None,
-    target_psnr: float | None,
-    lr: float | None,
-    grid_batch: int | None,
-    batch_points: int | None,
-    seed: int,
-    device: str,
+    train: dict[str, Any],
     out: Path | None,
     resume: Path | None,
-    checkpoint_every: int,
     progress: bool | None,
     signal_options: dict[str, Any] | None = None,
-    backend: str | None = None,
 ) -> coordfit.FitResult:
-    """Build the configs from CLI flags, call :func:`coordfit.fit` (or resume), print a summary."""
+    """Build the configs from CLI flags, call :func:`coordfit.fit` (or resume), print a summary.
+
+    ``model_flags``: model options by flag (None: not given); ``train``: TrainConfig fields.
+    """
+    first_run = False
     try:
         if resume is not None:
             if source is not None or out is not None:
                 raise CoordfitError("--resume takes the signal and folder from the run; drop PATH and --out")
-            result = coordfit.resume(resume, steps=steps, time_budget=time_budget, target_psnr=target_psnr,
-                                     model=model, progress=progress)
+            result = coordfit.resume(resume, steps=train.get("steps"), time_budget=train.get("time_budget"),
+                                     target=train.get("target"), model=model, progress=progress)
         else:
             model_options: dict[str, Any] = {}
-            for key, value in (("split", split), ("width", width), ("layers", layers), ("rank", rank),
-                               ("backend", backend)):
-                if value is not None:
-                    model_options[key] = value
+            model_options.update({k: v for k, v in model_flags.items() if v is not None})
             model_options.update(parse_options(options))
-            train_options: dict[str, Any] = {"seed": seed, "device": device, "checkpoint_every": checkpoint_every}
-            for key, value in (("steps", steps), ("time_budget", time_budget), ("target_psnr", target_psnr),
-                               ("lr", lr), ("grid_batch", grid_batch), ("batch_points", batch_points)):
-                if value is not None:
-                    train_options[key] = value
-            result = coordfit.fit(source, model, kind=kind, preset=preset, train=train_options, out=out,
+            limits = resolve_preset(preset, kind=kind, model=model, train=train).train
+            first_run = limits.steps is None and limits.time_budget is None
+            result = coordfit.fit(source, model, kind=kind, preset=preset, train=train, out=out,
                                   progress=progress, signal_options=signal_options, **model_options)
     except TrainingInterrupted as exc:
         err_console.print(f"{exc}; continue with: coordfit {kind} --resume {exc.run_dir}", markup=False)
         raise typer.Exit(130) from None
     print_summary(result)
+    if first_run:
+        print_next_steps(kind, result, limits.resolved().time_budget)
     return result
+
+
+def print_next_steps(kind: str, result: coordfit.FitResult, budget: float) -> None:
+    """After a run with the first-run limits: what they were and how to go further."""
+    m = result.metrics
+    other = "siren" if m.get("model") == "hashgrid" else "hashgrid"
+    lines = [f"no --steps or --time-budget: trained {DEFAULT_STEPS} steps or {budget:g} s, whichever came first "
+             f"(here {m['steps']} steps in {m['train_seconds']:.1f} s)", "go further:"]
+    if result.run_dir is not None:
+        lines.append(f"  coordfit {kind} --resume {result.run_dir} --time-budget 120   # train 2 minutes more")
+    lines.append(f"  coordfit {kind} [PATH] --model {other} --time-budget 60   # another model (coordfit models)")
+    console.print("\n".join(lines), markup=False, soft_wrap=True)
 
 
 def print_summary(result: coordfit.FitResult) -> None:
