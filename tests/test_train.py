@@ -154,3 +154,140 @@ def test_bad_training_settings(train, message, image_png, tmp_path) -> None:
     with pytest.raises(CoordfitError, match=message):
         coordfit.fit(image_png, "siren", train=TrainConfig(**train), out=tmp_path / "x", progress=False)
     assert not (tmp_path / "x").exists()  # nothing created for a refused run
+
+
+def test_losses_are_read_at_throttled_readings_and_log_rows_queued(tmp_path, signal, monkeypatch) -> None:
+    reads = []
+    original = Trainer._read
+
+    def counting(self, *args, **kwargs):
+        reads.append(self.step)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_read", counting)
+    monkeypatch.setattr(Trainer, "read_every", 1e9)  # no time-driven readings
+    net = coordfit.create_model("coordx", signal.info, width=16)
+    Trainer(net, signal, TrainConfig(steps=40, log_every=10, checkpoint_every=0), tmp_path).run(progress=False)
+    assert reads == [40]  # one reading (one host sync), at the last step
+    rows = list(csv.DictReader((tmp_path / "log.csv").open()))
+    assert [int(r["step"]) for r in rows] == [10, 20, 30, 40]
+    seconds = [float(r["seconds"]) for r in rows]
+    assert all(0 < a < b for a, b in zip(seconds, seconds[1:]))  # each row has its own time
+    assert all(float(r["psnr"]) > 5 for r in rows)
+
+
+def test_the_stopping_step_is_logged_and_checkpoints_force_a_reading(tmp_path, signal, monkeypatch) -> None:
+    monkeypatch.setattr(Trainer, "read_every", 1e9)
+    net = coordfit.create_model("coordx", signal.info, width=8)
+    t = Trainer(net, signal, TrainConfig(steps=13, log_every=5, checkpoint_every=6), tmp_path)
+    saved = []
+    monkeypatch.setattr(t, "save_checkpoint", lambda finished=False: saved.append((t.step, t.last_loss, finished)))
+    t.run(progress=False)
+    assert [int(r["step"]) for r in csv.DictReader((tmp_path / "log.csv").open())] == [5, 10, 13]
+    assert [s for s, _, _ in saved] == [6, 12, 13] and saved[-1][2]
+    assert all(loss == loss for _, loss, _ in saved)  # read before saving: not NaN
+
+
+def test_time_budget_counts_from_the_resume_and_a_finished_run_needs_new_limits(tmp_path, image_png) -> None:
+    a = coordfit.fit(image_png, "coordx", train=TrainConfig(time_budget=0.3, grid_batch=64), out=tmp_path / "a",
+                     progress=False, width=8)
+    assert a.metrics["stopped_by"] == "time_budget" and a.metrics["steps"] >= 1
+    with pytest.raises(CoordfitError, match="finished .time_budget. at step"):
+        coordfit.resume(tmp_path / "a", progress=False)
+    more = coordfit.resume(tmp_path / "a", steps=a.metrics["steps"] + 3, progress=False)
+    assert more.metrics["steps"] == a.metrics["steps"] + 3 and more.metrics["stopped_by"] == "steps"
+    cfg = json.loads((tmp_path / "a" / "config.json").read_text())["train"]
+    assert cfg["time_budget"] is None and cfg["steps"] == a.metrics["steps"] + 3
+    again = coordfit.resume(tmp_path / "a", time_budget=0.3, progress=False)
+    assert again.metrics["stopped_by"] == "time_budget" and again.metrics["steps"] > more.metrics["steps"]
+    assert again.metrics["train_seconds"] >= more.metrics["train_seconds"] + 0.3
+
+
+def test_resolved_defaults_are_recorded(tmp_path, image_png) -> None:
+    cfg = TrainConfig().resolved(torch.device("cpu"))
+    assert (cfg.steps, cfg.time_budget, cfg.grid_batch, cfg.batch_points) == (2000, 30.0, 1 << 14, 1 << 14)
+    assert (cfg.precision, cfg.threads) == ("fp32", 1)
+    assert TrainConfig(time_budget=5).resolved(torch.device("cpu")).steps is None  # no step limit
+    coordfit.fit(image_png, "siren", train=TrainConfig(steps=2, device="cpu"), out=tmp_path / "r", progress=False, width=8)
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())["train"]
+    assert saved["lr"] == 1e-4 and saved["batch_points"] == 1 << 14 and saved["threads"] == 1
+    assert saved["precision"] == "fp32" and saved["time_budget"] is None and saved["target"] is None
+
+
+def test_old_configs_with_target_psnr_still_load() -> None:
+    cfg = TrainConfig.from_dict({"steps": 100, "target_psnr": 30.0, "lr": None})
+    assert cfg.target == 30.0 and cfg.steps == 100
+    with pytest.raises(CoordfitError, match="unknown field 'bogus'"):
+        TrainConfig.from_dict({"bogus": 1})
+
+
+@pytest.mark.parametrize("field,value", [("lr", float("nan")), ("lr", float("inf")), ("target", float("nan")),
+                                         ("time_budget", float("inf")), ("time_budget", float("nan"))])
+def test_non_finite_numbers_are_refused(field, value) -> None:
+    with pytest.raises(CoordfitError, match=f"--{field.replace('_', '-')} must be a finite number"):
+        TrainConfig(**{field: value}).validate()
+
+
+def test_threads_apply_during_the_fit_and_are_restored(signal, monkeypatch) -> None:
+    seen = []
+    original = ImageSignal.loss
+    monkeypatch.setattr(ImageSignal, "loss", lambda self, p, t: seen.append(torch.get_num_threads()) or original(self, p, t))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        coordfit.fit(signal, "coordx", train=TrainConfig(steps=2, threads=1), save=False, progress=False, width=8)
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_bf16_autocast_trains(signal, one_thread) -> None:
+    torch.manual_seed(0)
+    net = coordfit.create_model("coordx", signal.info, width=32)
+    before = signal.evaluate(net)["psnr"]
+    t = Trainer(net, signal, TrainConfig(steps=40, lr=1e-3, precision="bf16"))
+    t.run(progress=False)
+    assert t.summary()["precision"] == "bf16" and signal.evaluate(net)["psnr"] > before + 5
+
+
+def test_compile_falls_back_to_eager_with_one_warning(signal, monkeypatch) -> None:
+    def broken(fn, *args, **kwargs):
+        def call(*a, **k):
+            raise RuntimeError("no compiler here\nmore detail")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    train = dict(steps=5, grid_batch=200, lr=1e-3)
+    with pytest.warns(UserWarning, match="torch.compile failed .RuntimeError: no compiler here.; training without it") as rec:
+        a = coordfit.fit(signal, "coordx", train=TrainConfig(compile=True, **train), save=False, progress=False, width=8)
+    assert len(rec) == 1
+    b = coordfit.fit(ImageSignal(smooth_image()), "coordx", train=TrainConfig(**train), save=False, progress=False, width=8)
+    for p, q in zip(a.model.parameters(), b.model.parameters()):  # the failed step re-ran on the same batch
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert "forward_grid" not in a.model.__dict__  # the plain methods are back
+
+
+def test_generator_lives_on_the_device_and_a_moved_run_is_reseeded(tmp_path, image_png) -> None:
+    coordfit.fit(image_png, "coordx", train=TrainConfig(steps=3, grid_batch=64), out=tmp_path / "r", progress=False, width=8)
+    state = json.loads((tmp_path / "r" / "train_state.json").read_text())
+    assert state["rng_device"] == "cpu"
+    state["rng_device"] = "cuda"
+    (tmp_path / "r" / "train_state.json").write_text(json.dumps(state))
+    with pytest.warns(UserWarning, match="trained on cuda and continues on cpu: the sampler is reseeded"):
+        r = coordfit.resume(tmp_path / "r", steps=5, progress=False)
+    assert r.metrics["steps"] == 5
+
+
+def test_shapes_log_and_report_their_quality_as_iou(tmp_path) -> None:
+    from coordfit.bench.report import curves_name, kind_metrics
+    from coordfit.bench.runner import _read_curve
+
+    options = {"label_resolution": 16, "resolution": 16, "eval_points": 200}
+    r = coordfit.fit("primitive:sphere", "coordx", kind="shape", train=TrainConfig(steps=4, log_every=2, grid_batch=512),
+                     out=tmp_path / "s", progress=False, signal_options=options, width=8)
+    assert (tmp_path / "s" / "log.csv").read_text().splitlines()[0] == "step,seconds,loss,iou"
+    curve = _read_curve(tmp_path / "s" / "log.csv", "iou")
+    assert [c[0] for c in curve] == [2, 4] and all(0.0 <= c[2] <= 1.0 for c in curve)
+    assert 0.0 <= r.metrics["final_batch_iou"] <= 1.0
+    assert kind_metrics("shape") == ("iou", "", "chamfer_l1") and kind_metrics("video") == ("psnr", "dB", "ssim")
+    assert curves_name("shape") == "iou_vs_time_shape.png" and curves_name("image") == "psnr_vs_time_image.png"

@@ -37,7 +37,7 @@ def _img(path: Path, alt: str) -> str:
 
 
 def render_html(results: dict[str, Any], plots: list[Path]) -> str:
-    from .report import _machine_lines, fmt, signal_table
+    from .report import _machine_lines, curves_name, fmt, signal_table
 
     suite = results["suite"]
     by_name = {p.name: p for p in plots}
@@ -54,7 +54,7 @@ def render_html(results: dict[str, Any], plots: list[Path]) -> str:
         classes = ["coordx" if r[0].startswith("coordx") else "" for r in s["rows"]]
         parts.append(f"<h2>{escape(kind)}: {len(s['signals'])} signal(s)</h2>")
         parts.append(_table(s["columns"], rows, classes))
-        for name, alt in ((f"psnr_vs_time_{kind}.png", "quality vs wall-clock"),
+        for name, alt in ((curves_name(kind), "quality vs training time"),
                           (f"speedup_{kind}.png", "speedup vs SIREN"),
                           (f"thumbnails_{kind}.png", "reconstructions")):
             if name in by_name:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_write
+from .report import curves_name, kind_metrics
 
 __all__ = ["write_plots"]
 
@@ -46,12 +47,13 @@ def _curves(results: dict[str, Any], kind: str, signals: list[str], path: Path) 
         ax.axhline(target, color="gray", ls=":", lw=1)
         ax.set_title(signal, fontsize=9)
         ax.set_xlabel("training seconds")
-        ax.set_ylabel("training-batch quality")
+        q, unit, _ = kind_metrics(kind)
+        ax.set_ylabel(f"training-batch {q}" + (f" ({unit})" if unit else ""))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(shown):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
-    fig.suptitle(f"{kind}: quality vs wall-clock (equal_time protocol)")
+    fig.suptitle(f"{kind}: quality vs training time (equal_time protocol)")
     return _save(fig, path)
 
 
@@ -91,7 +93,7 @@ def _thumbnails(results: dict[str, Any], kind: str, signals: list[str], out: Pat
     cols = ["target"] + results["models"]
     fig, axes = plt.subplots(len(shown), len(cols), figsize=(1.7 * len(cols), 1.9 * len(shown)), squeeze=False,
                              layout="constrained")
-    q = {"image": "psnr", "video": "psnr", "shape": "iou"}.get(kind, "psnr")
+    q = kind_metrics(kind)[0]
     for r, signal in enumerate(shown):
         for c, model in enumerate(cols):
             ax = axes[r, c]
@@ -112,7 +114,7 @@ def write_plots(results: dict[str, Any], out: Path) -> list[Path]:
     """Write the PNG figures of every signal kind into ``out``; returns their paths."""
     paths = []
     for kind, s in results["summary"].items():
-        paths.append(_curves(results, kind, s["signals"], out / f"psnr_vs_time_{kind}.png"))
+        paths.append(_curves(results, kind, s["signals"], out / curves_name(kind)))
         paths.append(_speedups(results, kind, out / f"speedup_{kind}.png"))
         paths.append(_thumbnails(results, kind, s["signals"], out, out / f"thumbnails_{kind}.png"))
     return paths

@@ -23,8 +23,21 @@ __all__ = ["collect_results", "summarize", "write_report", "merge_reports", "PAP
 
 PAPER_SPEEDUP = 2.92  # CoordX abstract: "up to 2.92x" faster than the baseline MLP
 BASELINE = "siren"
-_QUALITY = {"image": ("psnr", "ssim"), "video": ("psnr", "ssim"), "shape": ("iou", "chamfer_l1")}
-_UNITS = {"psnr": "dB", "chamfer": ""}
+
+
+def kind_metrics(kind: str) -> tuple[str, str, str]:
+    """``(quality, unit, second metric)`` of a signal kind, from its signal class (PSNR dB and
+    SSIM for images and video, IoU and chamfer L1 for shapes)."""
+    from ..signals import signal_class
+
+    cls = signal_class(kind)
+    second = next((m for m in cls.summary_metrics if m != cls.quality_name), cls.quality_name)
+    return cls.quality_name, cls.quality_unit, second
+
+
+def curves_name(kind: str) -> str:
+    """File name of a kind's quality-vs-time plot, e.g. ``psnr_vs_time_image.png``."""
+    return f"{kind_metrics(kind)[0]}_vs_time_{kind}.png"
 
 
 # -- collecting ----------------------------------------------------------------------
@@ -108,9 +121,9 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for kind, signals in by_kind.items():
         ks = suite["kinds"][kind]
-        q1, q2 = _QUALITY.get(kind, ("psnr", "ssim"))
+        q1, unit, q2 = kind_metrics(kind)
         columns = ["model", "params", f"{q1} @{ks['steps']} steps", f"{q1} @{ks['seconds']:g} s",
-                   f"{q2} @{ks['seconds']:g} s", f"reached {ks['target']:g} {_UNITS.get(q1, '')}".rstrip(),
+                   f"{q2} @{ks['seconds']:g} s", f"reached {ks['target']:g} {unit}".rstrip(),
                    "train speedup", "inference speedup", "paper (CoordX)"]
         rows = []
         for model in results["models"]:
@@ -181,7 +194,7 @@ def signal_table(results: dict[str, Any], signal: str) -> tuple[list[str], list[
             if err:
                 rows.append([model, "failed: " + err] + ["-"] * (len(columns) - 2))
             continue
-        q = next(iter(_QUALITY.get(a["kind"] if a else b["kind"], ("psnr",))))
+        q = kind_metrics(a["kind"] if a else b["kind"])[0]
         tm = t.get(model, {})
         tt = b["time_to_target"] if b else None
         rows.append([
@@ -225,7 +238,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     for kind, s in results["summary"].items():
         out += [f"## {kind} ({len(s['signals'])} signal{'s' if len(s['signals']) != 1 else ''})", "",
                 _md_table(s["columns"], s["rows"]), "",
-                f"![PSNR vs time](psnr_vs_time_{kind}.png)", "", f"![speedups](speedup_{kind}.png)", "",
+                f"![quality vs time]({curves_name(kind)})", "", f"![speedups](speedup_{kind}.png)", "",
                 f"![reconstructions](thumbnails_{kind}.png)", ""]
     out += ["## Every signal", ""]
     for signal in results["signals"]:

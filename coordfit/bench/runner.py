@@ -68,10 +68,11 @@ def prepare_out(out: Path, suite: Suite, shard: tuple[int, int], resume: bool) -
     write_json(out / "suite.json", record)
 
 
-def _read_curve(log: Path) -> list[tuple[int, float, float]]:
+def _read_curve(log: Path, quality: str) -> list[tuple[int, float, float]]:
+    """``(step, seconds, quality)`` rows of a run's log.csv; ``quality`` names the signal's column."""
     with log.open() as f:
         rows = list(csv.DictReader(f))
-    return [(int(r["step"]), float(r["seconds"]), float(r["psnr"])) for r in rows]
+    return [(int(r["step"]), float(r["seconds"]), float(r[quality])) for r in rows]
 
 
 def _time_to_target(curve: list[tuple[int, float, float]], target: float) -> dict[str, Any]:
@@ -108,14 +109,14 @@ def _fit_item(spec: SignalSpec, signal: Any, mspec: ModelSpec, options: dict[str
         seed=suite.seed, device=str(device),
     )
     result = coordfit.fit(signal, mspec.model, train=train, out=run_dir, progress=False, **options)
-    curve = _read_curve(run_dir / "log.csv")
+    curve = _read_curve(run_dir / "log.csv", signal.quality_name)
     m = result.metrics
     return {
         "signal": spec.id, "kind": spec.kind, "model": mspec.label, "registry_model": mspec.model,
         "protocol": protocol, "options": options, "params": int(m["params"]), "split": m.get("split"),
         "metrics": _clean({k: v for k, v in m.items() if k not in ("model", "split", "params")}),
         "steps": int(m["steps"]), "train_seconds": float(m["train_seconds"]),
-        "time_to_target": _time_to_target(curve, ks.target),
+        "quality": signal.quality_name, "time_to_target": _time_to_target(curve, ks.target),
         "curve": _thin(curve), "run_dir": str(run_dir.relative_to(out)),
     }
 

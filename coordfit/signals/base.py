@@ -58,6 +58,7 @@ class Signal(ABC):
     default_split: ClassVar[str] = ""
     quality_name: ClassVar[Literal["psnr", "iou"]] = "psnr"  # what `quality` measures
     quality_unit: ClassVar[Literal["dB", ""]] = "dB"  # its unit, for help texts and the progress bar
+    summary_metrics: ClassVar[tuple[str, ...]] = ("psnr", "ssim")  # final metrics summaries show, quality first
     axes: tuple[str, ...]
     shape: tuple[int, ...]
     out_features: int

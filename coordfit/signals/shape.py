@@ -90,6 +90,7 @@ class ShapeSignal(Signal):
     default_split = "x+y+z"
     quality_name = "iou"
     quality_unit = ""
+    summary_metrics = ("iou", "chamfer_l1")
 
     def __init__(self, mesh: ml.MeshData, source: str = "<mesh>", options: ShapeOptions | None = None) -> None:
         self.options = o = options or ShapeOptions()
