@@ -180,6 +180,7 @@ class Trainer:
         splits = len(getattr(model, "branches", [()])) > 1
         self.budget = self.config.grid_batch if splits else self.config.batch_points
         self._batch: tuple[torch.Tensor, torch.Tensor] | None = None  # last (prediction, target)
+        self._compiled: _CompiledModel | None = None  # torch.compile'd methods (config.compile)
 
     # -- checkpoints -------------------------------------------------------------------
     def save_checkpoint(self, finished: bool = False) -> None:
@@ -294,7 +295,9 @@ class Trainer:
         session_start = self.seconds
         clock = _Clock(self.device)
         pending: list[tuple[int, Any, torch.Tensor, torch.Tensor, bool]] = []  # step, mark, loss, quality, row
-        compiled = _CompiledModel(self.model) if c.compile else None
+        if c.compile and self._compiled is None:
+            self._compiled = _CompiledModel(self.model)
+        compiled = self._compiled.apply() if c.compile else None
         self.model.train()
         self.stopped_by = self._limit(self.seconds, session_start)
         clock.start(self.seconds)
@@ -390,19 +393,23 @@ class Trainer:
 
 
 class _CompiledModel:
-    """``torch.compile`` of a model's ``forward`` and ``forward_grid`` for the length of a run.
+    """``torch.compile`` of a model's ``forward`` and ``forward_grid``, applied while a run trains.
 
-    The first step runs compiled; if compiling fails there (no compiler, an unsupported
-    op), one warning is given and that step and the rest run eagerly. :meth:`restore`
-    puts the plain methods back, so evaluation and checkpoints see the eager model.
+    The first compiled step is guarded: if compiling fails there (no compiler, an
+    unsupported op), one warning is given and that step and the rest run eagerly.
+    :meth:`restore` puts the plain methods back after each run, so evaluation and
+    checkpoints see the eager model; the compiled functions are kept for the next run.
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
         self.first = True
-        model.forward = torch.compile(model.forward)  # instance attributes shadow the methods
-        if hasattr(model, "forward_grid"):
-            model.forward_grid = torch.compile(model.forward_grid)
+        names = [n for n in ("forward", "forward_grid") if hasattr(model, n)]
+        self.fns = {n: torch.compile(getattr(model, n)) for n in names}
+
+    def apply(self) -> _CompiledModel:
+        self.model.__dict__.update(self.fns)  # instance attributes shadow the methods
+        return self
 
     def step(self, trainer: Trainer) -> torch.Tensor:
         if not self.first:
@@ -412,9 +419,11 @@ class _CompiledModel:
         try:
             return trainer.train_step()
         except Exception as exc:  # noqa: BLE001 - any compile failure falls back to eager
-            warnings.warn(f"--compile: torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            first_line = (str(exc).splitlines() or [""])[0]
+            warnings.warn(f"--compile: torch.compile failed ({type(exc).__name__}: {first_line}); "
                           "training without it", stacklevel=2)
             self.restore()
+            self.fns = {}
             trainer.generator.set_state(state)  # the same batch again, eagerly
             return trainer.train_step()
 
