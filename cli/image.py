@@ -25,7 +25,7 @@ def image_cmd(
     """Fit an image; writes reconstruction.png, metrics.json, model.safetensors, log.csv.
 
     With no flags it trains for a first result within a minute (on a CPU: 2000 steps or
-    30 s) and says how to go further.
+    20 s) and says how to go further.
     """
     return {"alpha": alpha}
 

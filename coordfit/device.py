@@ -58,10 +58,10 @@ class DeviceDefaults:
 DEFAULTS: dict[str, DeviceDefaults] = {
     # 2 shared cores: one thread ran a hashgrid fit 4x faster than two (docs/performance.md);
     # larger batches are memory-bound and train slower per second.
-    "cpu": DeviceDefaults(batch=1 << 14, precision="fp32", threads=1, first_run_seconds=30.0),
+    "cpu": DeviceDefaults(batch=1 << 14, precision="fp32", threads=1, first_run_seconds=20.0),
     # The whole grid per step up to 2^18 points; TF32 matmuls cost no PSNR (docs/performance.md).
     "cuda": DeviceDefaults(batch=1 << 18, precision="tf32", threads=None, first_run_seconds=30.0),
-    "mps": DeviceDefaults(batch=1 << 16, precision="fp32", threads=None, first_run_seconds=30.0),
+    "mps": DeviceDefaults(batch=1 << 16, precision="fp32", threads=None, first_run_seconds=20.0),
 }
 
 
