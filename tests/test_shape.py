@@ -202,7 +202,7 @@ def test_every_model_trains_on_a_shape(sphere: ShapeSignal, name: str) -> None:
 def test_every_shape_preset_trains(sphere: ShapeSignal, preset: str) -> None:
     p = PRESETS[preset]
     train = TrainConfig(**{**p.train_options, "steps": 5})
-    train.grid_batch, train.batch_points = min(train.grid_batch, 3000), min(train.batch_points, 3000)
+    train.grid_batch, train.batch_points = min(train.grid_batch or 3000, 3000), min(train.batch_points or 3000, 3000)
     r = coordfit.fit(sphere, p.model, train=train, save=False, progress=False, **{**p.model_options, "width": 16})
     assert r.metrics["steps"] == 5 and math.isfinite(r.metrics["final_loss"])
 
