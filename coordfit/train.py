@@ -275,7 +275,7 @@ class Trainer:
     def batch_quality(self) -> torch.Tensor:
         """The signal's quality (PSNR, IoU) of the last step's batch, a 0-dim tensor."""
         assert self._batch is not None, "no step has run yet"
-        return torch.as_tensor(self.signal.quality(*self._batch), device=self.device, dtype=torch.float32)
+        return self.signal.quality(*self._batch).float()
 
     # -- the loop ----------------------------------------------------------------------
     def _limit(self, seconds: float, session_start: float) -> str:
@@ -314,7 +314,8 @@ class Trainer:
                            or (c.checkpoint_every and self.step % c.checkpoint_every == 0)
                            or (c.time_budget is not None and clock.estimate() - session_start >= c.time_budget))
                     if row or due:
-                        pending.append((self.step, clock.mark(), loss, self.batch_quality(), row))
+                        quality = self.batch_quality()
+                        pending.append((self.step, clock.mark(), loss, quality, row))
                     if due:
                         self._read(clock, pending, log, bar, session_start)
                         if c.checkpoint_every and self.step % c.checkpoint_every == 0 and not self.stopped_by:
@@ -350,9 +351,11 @@ class Trainer:
         self.last_loss, self.last_quality = values[-1]
         self.stopped_by = self.stopped_by or self._limit(self.seconds, session_start)
         if log is not None:
+            last = len(pending) - 1
             for j, ((step, mark, _, _, row), (loss, quality)) in enumerate(zip(pending, values)):
-                if row or (self.stopped_by and j == len(pending) - 1):
-                    log.write(f"{step},{clock.seconds_at(mark):.4f},{loss:.6g},{quality:.4f}\n")
+                if row or (self.stopped_by and j == last):
+                    seconds = self.seconds if j == last else clock.seconds_at(mark)  # the reading's own time
+                    log.write(f"{step},{seconds:.4f},{loss:.6g},{quality:.4f}\n")
             log.flush()
         pending.clear()
         if bar is not None:

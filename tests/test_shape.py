@@ -326,7 +326,7 @@ def test_cli_shape_default_primitive_then_render(runner, tmp_path: Path) -> None
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["signal"]["source"] == "primitive:torus" and cfg["split"] == "x+y+z"
     assert (out / "mesh.ply").is_file() and "iou" in json.loads((out / "metrics.json").read_text())
-    assert (out / "log.csv").read_text().splitlines()[0] == "step,seconds,loss,psnr"  # the core's header; holds IoU
+    assert (out / "log.csv").read_text().splitlines()[0] == "step,seconds,loss,iou"  # the signal's quality
     res = runner.invoke(app, ["render", str(out), "--resolution", "24", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert (out / "mesh_24.ply").is_file()
