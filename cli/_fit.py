@@ -37,7 +37,7 @@ GridBatch = Annotated[Optional[int], typer.Option("--grid-batch", help=f"Split m
 BatchPoints = Annotated[Optional[int], typer.Option("--batch-points", help=f"Unsplit models: random points per step (default: {_CPU.batch:,} on CPUs; on CUDA the whole grid up to {_CUDA.batch:,}).")]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed (model init and sampling).")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
-Precision = Annotated[str, typer.Option("--precision", help="auto (tf32 on CUDA, fp32 elsewhere), fp32, tf32 (CUDA matmuls) or bf16 (autocast).")]
+Precision = Annotated[str, typer.Option("--precision", help="auto (the device's default: fp32), fp32, tf32 (TF32 matmuls on CUDA, fp32 elsewhere) or bf16 (autocast).")]
 Compile = Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model (falls back to eager with one warning).")]
 Threads = Annotated[Optional[int], typer.Option("--threads", help=f"torch CPU threads (default: {_CPU.threads} on CPUs, torch's own with a GPU).")]
 Out = Annotated[Optional[Path], typer.Option("--out", help="Run folder (must be new or empty) (default: runs/<kind>/<model>/<time>/).")]

@@ -4,16 +4,16 @@
 here, in one table (:data:`DEFAULTS`), and are applied once per fit through
 :func:`device_settings` (torch threads, TF32) and :func:`autocast` (bf16):
 
-==========  ======================  ==========  =======  ================================
-device      points per step (cap)   precision   threads  first-run time budget (seconds)
-==========  ======================  ==========  =======  ================================
-cpu         16,384                  fp32        1        30
-cuda        the whole grid, up to   tf32        torch's  30
-            2^18 = 262,144
-mps         65,536 (not measured)   fp32        torch's  30
-==========  ======================  ==========  =======  ================================
+======  ===================================  =========  =======  ========================
+device  points per step                      precision  threads  first-run budget
+======  ===================================  =========  =======  ========================
+cpu     16,384                               fp32       1        20 s (or 2000 steps)
+cuda    the whole grid, up to 262,144 (2^18)  fp32       torch's  30 s (or 2000 steps)
+mps     65,536 (not measured)                fp32       torch's  20 s (or 2000 steps)
+======  ===================================  =========  =======  ========================
 
-See docs/performance.md for the measurements behind each entry.
+``--precision tf32`` (CUDA) and ``bf16`` are opt-in. docs/performance.md has the
+measurements behind each entry and says what is not measured yet.
 """
 
 from __future__ import annotations
@@ -56,11 +56,12 @@ class DeviceDefaults:
 
 
 DEFAULTS: dict[str, DeviceDefaults] = {
-    # 2 shared cores: one thread ran a hashgrid fit 4x faster than two (docs/performance.md);
+    # 2 shared cores: one thread ran fits 4-6x faster than two under load (docs/performance.md);
     # larger batches are memory-bound and train slower per second.
     "cpu": DeviceDefaults(batch=1 << 14, precision="fp32", threads=1, first_run_seconds=20.0),
-    # The whole grid per step up to 2^18 points; TF32 matmuls cost no PSNR (docs/performance.md).
-    "cuda": DeviceDefaults(batch=1 << 18, precision="tf32", threads=None, first_run_seconds=30.0),
+    # H100: 2^18 points per step move 5.5x the samples/s of 2^14 (SIREN); TF32 stays opt-in
+    # until its PSNR cost on sine networks is measured (docs/performance.md).
+    "cuda": DeviceDefaults(batch=1 << 18, precision="fp32", threads=None, first_run_seconds=30.0),
     "mps": DeviceDefaults(batch=1 << 16, precision="fp32", threads=None, first_run_seconds=20.0),
 }
 
@@ -96,17 +97,6 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
-
-
-def check_precision(precision: str, device: torch.device) -> str:
-    """``precision`` resolved for ``device`` (``auto`` -> the device's default); one line if it cannot run there."""
-    if precision not in PRECISIONS:
-        raise CoordfitError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
-    if precision == "auto":
-        return device_defaults(device).precision
-    if precision == "tf32" and device.type != "cuda":
-        raise CoordfitError(f"--precision tf32 needs a CUDA device (this fit runs on {device.type}); use fp32 or bf16")
-    return precision
 
 
 @contextlib.contextmanager

@@ -1,5 +1,5 @@
 """The fitting loop on CUDA: every signal kind with a split and an unsplit model, no host
-sync inside a step, TF32 by default, resume, renders, torch.compile.
+sync inside a step, the precisions, resume, renders, torch.compile.
 
 Skipped as a whole without a CUDA device (CI has none). Nothing here writes an MP4: the
 GPU machines this runs on may lack ffmpeg, so videos are fitted without a run folder and
@@ -40,8 +40,9 @@ def test_every_kind_fits_on_cuda_without_a_host_sync_in_the_step(kind, model) ->
     signal = _signal(kind)
     torch.manual_seed(0)
     net = coordfit.create_model(model, signal.info, width=32)
+    before = signal.evaluate(net.cuda())
     t = Trainer(net, signal, TrainConfig(steps=60, lr=1e-3, grid_batch=512, batch_points=512, device="cuda"))
-    assert t.generator.device.type == "cuda" and t.config.precision == "tf32"
+    assert t.generator.device.type == "cuda" and t.config.precision == "fp32"
     t.train_step()  # warm-up (allocator, lazy init)
     torch.cuda.set_sync_debug_mode("error")  # any sync inside the step raises
     try:
@@ -54,18 +55,16 @@ def test_every_kind_fits_on_cuda_without_a_host_sync_in_the_step(kind, model) ->
     metrics = signal.evaluate(t.model)
     if kind == "shape":
         assert metrics["iou"] > 0.3, metrics
-    else:
-        assert metrics["psnr"] > 18.0, metrics
-    assert not torch.backends.cuda.matmul.allow_tf32  # the fit's TF32 switch was restored
+    else:  # the same fit on the CPU: coordx +11 dB on the image, +2.5 on the frame-by-frame random clip
+        assert metrics["psnr"] > before["psnr"] + 2.0, (before["psnr"], metrics["psnr"])
 
 
-def test_resume_on_cuda_matches_a_straight_run(tmp_path) -> None:
-    signal = ImageSignal(smooth_image(48, 64))
-    train = dict(grid_batch=600, log_every=5, device="cuda")
-    coordfit.fit(signal, "coordx", train=TrainConfig(steps=10, **train), out=tmp_path / "a", progress=False, width=16)
+def test_resume_on_cuda_matches_a_straight_run(tmp_path, image_png) -> None:
+    train = dict(grid_batch=200, log_every=5, device="cuda")
+    coordfit.fit(image_png, "coordx", train=TrainConfig(steps=10, **train), out=tmp_path / "a", progress=False, width=16)
     resumed = coordfit.resume(tmp_path / "a", steps=20, progress=False)
-    straight = coordfit.fit(ImageSignal(smooth_image(48, 64)), "coordx", train=TrainConfig(steps=20, **train),
-                            out=tmp_path / "b", progress=False, width=16)
+    straight = coordfit.fit(image_png, "coordx", train=TrainConfig(steps=20, **train), out=tmp_path / "b",
+                            progress=False, width=16)
     assert resumed.metrics["steps"] == 20
     for p, q in zip(resumed.model.parameters(), straight.model.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
@@ -85,7 +84,7 @@ def test_renders_from_cuda_runs(tmp_path) -> None:
     assert frames.shape == (16, 64, 80, 3) and torch.isfinite(frames).all()
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
 def test_precisions_train_on_cuda(precision) -> None:
     signal = ImageSignal(smooth_image(48, 64))
     r = coordfit.fit(signal, "pe-mlp", train=TrainConfig(steps=150, lr=1e-3, precision=precision, device="cuda"),
