@@ -9,10 +9,12 @@ Three measurements on one device, one process (docs/performance.md quotes them):
   bf16 autocast, whole image per step; plus the PSNR of the fp32-trained weights
   evaluated under TF32 (does evaluating in TF32 cost anything?);
 * **compile**: steps/s eager vs ``torch.compile`` and the seconds the first compiled
-  step takes.
+  step takes;
+* **threads** (CPU): steps/s of each model with 1, 2, ... torch threads, interleaved.
 
     python examples/bench_device.py --device cuda --out device.json
-    python examples/bench_device.py --device cpu --parts batch --models coordx,hashgrid --seconds 20
+    python examples/bench_device.py --device cpu --parts threads,batch --models coordx,hashgrid,siren \
+        --image-batches 4096,16384,65536 --seconds 20
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -139,6 +142,29 @@ def compiled(signal: Any, models: list[str], device: torch.device) -> list[dict[
     return rows
 
 
+def threads(signal: Any, models: list[str], seconds: float) -> list[dict[str, Any]]:
+    """Steps/s per torch thread count; counts interleaved so that load drift hits all alike."""
+    counts = list(range(1, (os.cpu_count() or 1) + 1))
+    trainers = {}
+    for model in models:
+        for n in counts:
+            torch.manual_seed(0)
+            net = coordfit.create_model(model, signal.info)
+            trainers[model, n] = Trainer(net, signal, TrainConfig(steps=1, threads=n, checkpoint_every=0, device="cpu"))
+            trainers[model, n].run(progress=False)  # warm-up
+    rates: dict[tuple[str, int], list[float]] = {k: [] for k in trainers}
+    for _ in range(3):
+        for (model, n), t in trainers.items():
+            t.config.time_budget, t.config.steps = seconds / 3, None
+            start, t0 = t.step, time.perf_counter()
+            t.run(progress=False)
+            rates[model, n].append((t.step - start) / (time.perf_counter() - t0))
+    rows = [{"model": m, "threads": n, "steps_per_s": statistics.median(r)} for (m, n), r in rates.items()]
+    for row in rows:
+        print(f"  threads {row['model']:9s} {row['threads']:2d}  {row['steps_per_s']:7.2f} steps/s", flush=True)
+    return rows
+
+
 def main() -> None:
     a = _args()
     if a.out is not None and a.out.exists():
@@ -148,7 +174,7 @@ def main() -> None:
     models = [m for m in a.models.split(",") if m]
     parts = set(a.parts.split(","))
     image = load_signal("image", a.image).to(device)
-    result: dict[str, Any] = {"machine": machine_info(device), "torch": torch.__version__}
+    result: dict[str, Any] = {"machine": machine_info(device), "torch": torch.__version__, "load": os.getloadavg()}
     print(f"{device}, torch {torch.__version__}, image {image.shape}", flush=True)
     if "batch" in parts:
         clip = _clip(a.video_size).to(device)
@@ -159,6 +185,8 @@ def main() -> None:
         result["precision"] = precisions(image, models, device, a.steps)
     if "compile" in parts:
         result["compile"] = compiled(image, models, device)
+    if "threads" in parts and device.type == "cpu":
+        result["threads"] = threads(image, models, a.seconds)
     if a.out is not None:
         a.out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {a.out}")
