@@ -38,7 +38,7 @@ def report_cmd(
     repeats: Annotated[Optional[int], typer.Option("--repeats", help="Override the timed repeats (default 5).")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
     threads: Annotated[int, typer.Option("--threads", help="torch CPU threads: 1 keeps ratios steady on a shared machine; raise it on a dedicated one.")] = 1,
-    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress display (default: when stdout is a terminal).")] = None,
+    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress: a bar on a terminal, a line every few seconds elsewhere (default: on).")] = None,
 ) -> None:
     """Run a suite (signals x models x protocols) and write the report into --out."""
     if ctx.invoked_subcommand is not None:

@@ -43,7 +43,8 @@ class Progress:
     nearer to done binds). ``enabled``: None shows progress (bar on a terminal, lines
     elsewhere), False shows nothing. ``every``: seconds between plain lines. ``start``:
     the step a resumed loop starts from (for the rate). ``stream``: where plain lines go
-    (default stderr, so stdout stays the command's result).
+    (default stderr, so stdout stays the command's result). ``unit``: what is counted
+    ("step"; the report counts "item"s).
     """
 
     def __init__(
@@ -57,8 +58,10 @@ class Progress:
         start: int = 0,
         stream: IO[str] | None = None,
         terminal: bool | None = None,
+        unit: str = "step",
     ) -> None:
         self.label = label
+        self.unit = unit
         self.steps = steps
         self.seconds = seconds
         self.enabled = enabled is not False
@@ -83,12 +86,14 @@ class Progress:
 
     def describe(self, step: int, seconds: float) -> str:
         """``step 120/2000  12.3/30 s``: where the loop stands against each limit."""
-        steps = f"step {step}/{self.steps}" if self.steps else f"step {step}"
+        steps = f"{self.unit} {step}/{self.steps}" if self.steps else f"{self.unit} {step}"
         secs = f"{seconds:.1f}/{self.seconds:g} s" if self.seconds else f"{seconds:.1f} s"
         return f"{steps}  {secs}"
 
     def _rate(self, step: int, seconds: float) -> str:
-        return f"{(step - self.start) / max(seconds, 1e-9):.1f} it/s" if seconds > 0 and step > self.start else ""
+        if self.unit != "step" or seconds <= 0 or step <= self.start:
+            return ""
+        return f"{(step - self.start) / seconds:.1f} it/s"
 
     # -- updates ------------------------------------------------------------------------------
     def __enter__(self) -> Progress:

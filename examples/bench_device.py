@@ -49,8 +49,14 @@ def _args() -> argparse.Namespace:
     p.add_argument("--video-batches", default="65536,262144,1048576", help="points per step tried on the clip")
     p.add_argument("--video-size", default="320x136x50", help="WxHxT of the procedural clip")
     p.add_argument("--steps", type=int, default=300, help="steps of each precision fit")
-    p.add_argument("--out", type=Path, default=None, help="also write the figures as JSON (must not exist)")
+    p.add_argument("--out", type=_new_file, default=None, help="also write the figures as JSON (must not exist)")
     return p.parse_args()
+
+
+def _new_file(text: str) -> Path:
+    if Path(text).exists():
+        raise argparse.ArgumentTypeError(f"{text} exists; coordfit never overwrites results")
+    return Path(text)
 
 
 def _clip(spec: str) -> VideoSignal:
@@ -167,12 +173,9 @@ def threads(signal: Any, models: list[str], seconds: float) -> list[dict[str, An
 
 def main() -> None:
     a = _args()
-    if a.out is not None and a.out.exists():
-        raise SystemExit(f"error: {a.out} exists; coordfit never overwrites results")
-    torch.set_num_threads(a.threads)
     device = resolve_device(a.device)
-    models = [m for m in a.models.split(",") if m]
-    parts = set(a.parts.split(","))
+    torch.set_num_threads(a.threads)
+    models, parts = [m for m in a.models.split(",") if m], set(a.parts.split(","))
     image = load_signal("image", a.image).to(device)
     result: dict[str, Any] = {"machine": machine_info(device), "torch": torch.__version__, "load": os.getloadavg()}
     print(f"{device}, torch {torch.__version__}, image {image.shape}", flush=True)

@@ -39,3 +39,10 @@ def test_disabled_progress_prints_nothing() -> None:
         p.update(1, 1.0, loss=1.0)
     assert out.getvalue() == ""
     assert format_fields({"loss": 0.001234, "iou": 0.91234, "psnr": "24.5 dB"}) == "loss 1.234e-03  iou 0.9123  psnr 24.5 dB"
+
+
+def test_other_loops_count_their_own_unit() -> None:
+    out = io.StringIO()
+    with Progress("report", steps=4, every=0.0, stream=out, terminal=False, unit="item") as p:
+        p.update(1, 2.0, now="image-s0 siren equal_steps")
+    assert out.getvalue().splitlines() == ["report   25%  item 1/4  2.0 s  now image-s0 siren equal_steps"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import math
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ from ..errors import CoordfitError
 from ..grid import axis_coords, evaluate_grid
 from ..io import ensure_empty_dir, read_json, write_json
 from ..models import create_model
+from ..progress import Progress
 from ..train import TrainConfig, Trainer
 from .suite import PROTOCOLS, ModelSpec, SignalSpec, Suite, load_bench_signal, resolve_model_options, shard_signals
 from .timing import PeakMemory, machine_info, time_interleaved
@@ -199,35 +199,19 @@ def _timing_item(spec: SignalSpec, signal: Any, fitted: dict[str, tuple[dict[str
             "models": record}
 
 
-class _Progress:
-    """A rich progress bar over the suite's units of work; silent when stdout is not a terminal."""
+class _Units:
+    """Counts the suite's units of work into a :class:`~coordfit.progress.Progress`."""
 
-    def __init__(self, total: int, enabled: bool | None) -> None:
-        self.enabled = sys.stdout.isatty() if enabled is None else enabled
-        self.total = total
-        self._bar = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._bar = Progress(TextColumn("[bold]report"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.description}"), TimeElapsedColumn())
-            self._bar.__enter__()
-            self._task = self._bar.add_task("", total=self.total)
-        return self
+    def __init__(self, bar: Progress) -> None:
+        self.bar, self.done, self.what, self.t0 = bar, 0, "", time.perf_counter()
 
     def describe(self, text: str) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, description=text)
+        self.what = text
+        self.bar.update(self.done, time.perf_counter() - self.t0, now=text)
 
     def advance(self) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
+        self.done += 1
+        self.bar.update(self.done, time.perf_counter() - self.t0, now=self.what)
 
 
 @contextmanager
@@ -256,13 +240,14 @@ def run_suite(suite: Suite, out: str | Path, shard: tuple[int, int] = (1, 1), re
     if not signals:
         raise CoordfitError(f"shard {shard[0]}/{shard[1]} holds no signals (the suite has {len(suite.signals)})")
     units = len(signals) * (len(suite.models) * len(PROTOCOLS) + 1)
-    with _threads(threads), _Progress(units, progress) as bar:
+    with _threads(threads), Progress("report", steps=units, enabled=progress, unit="item") as bar:
+        counter = _Units(bar)
         for spec in signals:
-            _run_signal(spec, suite, out, device, bar)
+            _run_signal(spec, suite, out, device, counter)
     return write_report(out)
 
 
-def _run_signal(spec: SignalSpec, suite: Suite, out: Path, device: torch.device, bar: _Progress) -> None:
+def _run_signal(spec: SignalSpec, suite: Suite, out: Path, device: torch.device, bar: _Units) -> None:
     signal = None
     fitted: dict[str, tuple[dict[str, Any], Path]] = {}
     ks = suite.settings(spec.kind)
