@@ -7,7 +7,7 @@ here, in one table (:data:`DEFAULTS`), and are applied once per fit through
 ======  ===================================  =========  =======  ========================
 device  points per step                      precision  threads  first-run budget
 ======  ===================================  =========  =======  ========================
-cpu     16,384                               fp32       1        20 s (or 2000 steps)
+cpu     4,096                                fp32       1        20 s (or 2000 steps)
 cuda    the whole grid, up to 262,144 (2^18)  fp32       torch's  30 s (or 2000 steps)
 mps     65,536 (not measured)                fp32       torch's  20 s (or 2000 steps)
 ======  ===================================  =========  =======  ========================
@@ -56,9 +56,9 @@ class DeviceDefaults:
 
 
 DEFAULTS: dict[str, DeviceDefaults] = {
-    # 2 shared cores: one thread ran fits 4-6x faster than two under load (docs/performance.md);
-    # larger batches are memory-bound and train slower per second.
-    "cpu": DeviceDefaults(batch=1 << 14, precision="fp32", threads=1, first_run_seconds=20.0),
+    # 2 shared cores: one thread ran fits 2-6x faster than two under load, and in 20 s fits
+    # 4,096 points per step beat 16,384 by 1.6-3.9 dB for every model (docs/performance.md).
+    "cpu": DeviceDefaults(batch=1 << 12, precision="fp32", threads=1, first_run_seconds=20.0),
     # H100: 2^18 points per step move 5.5x the samples/s of 2^14 (SIREN); TF32 stays opt-in
     # until its PSNR cost on sine networks is measured (docs/performance.md).
     "cuda": DeviceDefaults(batch=1 << 18, precision="fp32", threads=None, first_run_seconds=30.0),

@@ -205,12 +205,12 @@ def test_time_budget_counts_from_the_resume_and_a_finished_run_needs_new_limits(
 
 def test_resolved_defaults_are_recorded(tmp_path, image_png) -> None:
     cfg = TrainConfig().resolved(torch.device("cpu"))
-    assert (cfg.steps, cfg.time_budget, cfg.grid_batch, cfg.batch_points) == (2000, 20.0, 1 << 14, 1 << 14)
+    assert (cfg.steps, cfg.time_budget, cfg.grid_batch, cfg.batch_points) == (2000, 20.0, 1 << 12, 1 << 12)
     assert (cfg.precision, cfg.threads) == ("fp32", 1)
     assert TrainConfig(time_budget=5).resolved(torch.device("cpu")).steps is None  # no step limit
     coordfit.fit(image_png, "siren", train=TrainConfig(steps=2, device="cpu"), out=tmp_path / "r", progress=False, width=8)
     saved = json.loads((tmp_path / "r" / "config.json").read_text())["train"]
-    assert saved["lr"] == 1e-4 and saved["batch_points"] == 1 << 14 and saved["threads"] == 1
+    assert saved["lr"] == 1e-4 and saved["batch_points"] == 1 << 12 and saved["threads"] == 1
     assert saved["precision"] == "fp32" and saved["time_budget"] is None and saved["target"] is None
 
 
