@@ -50,6 +50,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--models", default="", help="comma-separated models (default: every registered model)")
     p.add_argument("--kinds", default="image,video,shape", help="signals for the Trainer-vs-lean table")
     p.add_argument("--clip", default=str(DEFAULT_CLIP), help="the video; a procedural 640x272x250 clip if absent")
+    p.add_argument("--batch", type=int, default=None, help="points per step (default: the tree's default on the device)")
     p.add_argument("--seconds", type=float, default=2.0, help="target seconds of each timed repeat")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats of each loop, interleaved")
     p.add_argument("--no-sampling", action="store_true", help="skip the sampling-time measurement")
@@ -76,8 +77,9 @@ def load_clip(path: str, frames: int) -> tuple[VideoSignal, str]:
     return VideoSignal(_procedural_clip(min(frames, t), h, w), copy=False), f"procedural {w}x{h}"
 
 
-def _config(device: torch.device, steps: int) -> TrainConfig:
-    return TrainConfig(steps=steps, checkpoint_every=0, device=str(device))
+def _config(device: torch.device, steps: int, batch: int | None = None) -> TrainConfig:
+    sizes = {} if batch is None else {"grid_batch": batch, "batch_points": batch}
+    return TrainConfig(steps=steps, checkpoint_every=0, device=str(device), **sizes)
 
 
 def _lean_loop(model: torch.nn.Module, signal: Any, batches: list, lr: float, adam: dict) -> Any:
@@ -100,13 +102,14 @@ def _tf32(on: bool) -> None:
     torch.backends.cudnn.allow_tf32 = on
 
 
-def trainer_vs_lean(signal: Any, name: str, device: torch.device, seconds: float, repeats: int) -> dict[str, Any]:
+def trainer_vs_lean(signal: Any, name: str, device: torch.device, seconds: float, repeats: int,
+                    batch: int | None) -> dict[str, Any]:
     """Steps/s of a Trainer and of the lean loop on one model and signal, interleaved."""
     torch.manual_seed(0)
     net_t = coordfit.create_model(name, signal.info).to(device)
     torch.manual_seed(0)
     net_l = coordfit.create_model(name, signal.info).to(device)
-    trainer = Trainer(net_t, signal, _config(device, 3))
+    trainer = Trainer(net_t, signal, _config(device, 3, batch))
     tf32 = getattr(trainer.config, "precision", "fp32") == "tf32"  # older Trainers ran fp32
     budget = trainer.budget
     gen = trainer.generator
@@ -140,7 +143,7 @@ def trainer_vs_lean(signal: Any, name: str, device: torch.device, seconds: float
             "trainer_steps_per_s": t, "lean_steps_per_s": le, "ratio": t / le}
 
 
-def sampling_times(clip: str, device: torch.device, repeats: int) -> list[dict[str, Any]]:
+def sampling_times(clip: str, device: torch.device, repeats: int, batch: int | None) -> list[dict[str, Any]]:
     """Seconds to draw one training batch on the clip at 50 and at 250 frames."""
     rows = []
     for frames in (50, 250):
@@ -148,7 +151,7 @@ def sampling_times(clip: str, device: torch.device, repeats: int) -> list[dict[s
         signal = signal.to(device)
         for name in ("coordx", "siren"):
             net = coordfit.create_model(name, signal.info)
-            trainer = Trainer(net, signal, _config(device, 1))
+            trainer = Trainer(net, signal, _config(device, 1, batch))
             gen, budget = trainer.generator, trainer.budget
             signal.sample(net.branches, budget, gen)  # warm-up
             times = []
@@ -182,7 +185,7 @@ def main() -> None:
         signal = loaders[kind]().to(device)
         for name in models:
             try:
-                row = {"kind": kind, **trainer_vs_lean(signal, name, device, a.seconds, a.repeats)}
+                row = {"kind": kind, **trainer_vs_lean(signal, name, device, a.seconds, a.repeats, a.batch)}
             except coordfit.CoordfitError as exc:
                 row = {"kind": kind, "model": name, "error": str(exc)}
             table.append(row)
@@ -193,7 +196,7 @@ def main() -> None:
                       f"{row['trainer_steps_per_s']:8.2f}  lean {row['lean_steps_per_s']:8.2f} steps/s  "
                       f"ratio {row['ratio']:.3f}", flush=True)
         del signal
-    sampling = [] if a.no_sampling else sampling_times(a.clip, device, a.repeats)
+    sampling = [] if a.no_sampling else sampling_times(a.clip, device, a.repeats, a.batch)
     result = {"coordfit_version": coordfit.__version__, "package": str(Path(coordfit.__file__).parent),
               "machine": machine_info(device), "threads": torch.get_num_threads(), "loop": table,
               "sampling": sampling}
