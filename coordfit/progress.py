@@ -99,12 +99,11 @@ class Progress:
     def __enter__(self) -> Progress:
         if self.enabled and self.terminal:
             from rich.progress import BarColumn, Progress as RichProgress, TaskProgressColumn, TextColumn
-            from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import TimeRemainingColumn
 
             self._bar = RichProgress(
-                TextColumn(f"[bold]{self.label}"), BarColumn(), TaskProgressColumn(),
-                TextColumn("{task.fields[where]}  {task.fields[text]}", markup=False),
-                TimeElapsedColumn(), TimeRemainingColumn(),
+                TextColumn(f"[bold]{self.label}"), BarColumn(bar_width=20), TaskProgressColumn(),
+                TimeRemainingColumn(), TextColumn("{task.fields[where]}  {task.fields[text]}", markup=False),
             )
             self._bar.__enter__()
             self._task = self._bar.add_task(self.label, total=1.0, where=self.describe(self.start, 0.0), text="")
