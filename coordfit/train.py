@@ -21,7 +21,7 @@ import csv
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -91,16 +91,14 @@ class TrainConfig:
                        threads=self.threads or d.threads)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Read a saved ``config.json["train"]``; older runs' ``target_psnr`` is ``target``."""
-        data = dict(data)
-        if "target_psnr" in data:
-            data.setdefault("target", data.pop("target_psnr"))
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CoordfitError(f"the saved training settings hold an unknown field '{unknown[0]}'")
-        return cls(**data)
+    def from_dict(cls, data: Any) -> TrainConfig:
+        """Read saved settings (``config.json["train"]``) by type, validated; older runs'
+        ``target_psnr`` is ``target``."""
+        from .registry import config_from_dict
+
+        if isinstance(data, dict) and "target_psnr" in data:
+            data = {k: v for k, v in data.items() if k != "target_psnr"} | {"target": data.get("target", data["target_psnr"])}
+        return config_from_dict(cls, data, "training")
 
 
 class TrainingInterrupted(Exception):

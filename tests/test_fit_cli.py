@@ -25,7 +25,7 @@ def test_a_run_without_limits_says_them_and_how_to_go_further(runner, image_png:
     res = runner.invoke(app, ["image", str(image_png), "--out", str(out), "--width", "8", "--device", "cpu",
                               "--no-progress"])
     assert res.exit_code == 0, res.output
-    assert "no --steps or --time-budget: training 2000 steps or 0.5 s, whichever comes first" in res.stdout
+    assert "no --steps or --time-budget: trained 2000 steps or 0.5 s, whichever came first" in res.stdout
     assert f"coordfit image --resume {out} --time-budget 120" in res.stdout and "--model hashgrid" in res.stdout
     train = json.loads((out / "config.json").read_text())["train"]
     assert train["steps"] == 2000 and train["time_budget"] == 0.5
