@@ -19,9 +19,10 @@ measurements behind each entry and says what is not measured yet.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -42,6 +43,7 @@ __all__ = [
     "synchronize",
     "device_settings",
     "autocast",
+    "StepClock",
 ]
 
 
@@ -126,3 +128,47 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     if precision != "bf16":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+class StepClock:
+    """Seconds of device work without a sync per step (the trainer's clock).
+
+    Time accumulates over segments that start at a synced point (or after I/O) and end at
+    a reading, which syncs. Inside a segment, :meth:`mark` times a step: a CUDA event on
+    CUDA, the host clock on the CPU (where work is synchronous), a sync elsewhere.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.base = 0.0
+
+    def start(self, base: float) -> None:
+        self.base, self.t0 = base, time.perf_counter()
+        if self.cuda:
+            self.event0 = torch.cuda.Event(enable_timing=True)
+            self.event0.record()
+
+    def mark(self) -> Any:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        if self.device.type != "cpu":
+            synchronize(self.device)
+        return time.perf_counter()
+
+    def estimate(self) -> float:
+        """Training seconds by the host clock (never above the truth: the GPU may lag)."""
+        return self.base + time.perf_counter() - self.t0
+
+    def stop(self) -> float:
+        """Sync; the training seconds at this point."""
+        synchronize(self.device)
+        return self.base + time.perf_counter() - self.t0
+
+    def seconds_at(self, mark: Any) -> float:
+        """Training seconds at ``mark`` (after :meth:`stop`)."""
+        if self.cuda:
+            return self.base + self.event0.elapsed_time(mark) / 1e3
+        return self.base + mark - self.t0

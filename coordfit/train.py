@@ -28,7 +28,7 @@ from typing import IO, Any
 import torch
 
 from .checkpoint import load_optimizer, load_train_state, load_weights, save_optimizer, save_train_state, save_weights
-from .device import PRECISIONS, autocast, device_defaults, device_settings, resolve_device, synchronize
+from .device import PRECISIONS, StepClock, autocast, device_defaults, device_settings, resolve_device
 from .errors import CoordfitError
 from .models.registry import model_entry
 from .signals.base import Signal
@@ -109,50 +109,6 @@ class TrainingInterrupted(Exception):
         super().__init__(f"interrupted at step {step}{where}")
         self.step = step
         self.run_dir = run_dir
-
-
-class _Clock:
-    """Training seconds without a sync per step.
-
-    Time accumulates over segments that start at a synced point (or after I/O) and end at
-    a reading, which syncs. Inside a segment, :meth:`mark` times a step: a CUDA event on
-    CUDA, the host clock on the CPU (where work is synchronous), a sync elsewhere.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.cuda = device.type == "cuda"
-        self.base = 0.0
-
-    def start(self, base: float) -> None:
-        self.base, self.t0 = base, time.perf_counter()
-        if self.cuda:
-            self.event0 = torch.cuda.Event(enable_timing=True)
-            self.event0.record()
-
-    def mark(self) -> Any:
-        if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            return event
-        if self.device.type != "cpu":
-            synchronize(self.device)
-        return time.perf_counter()
-
-    def estimate(self) -> float:
-        """Training seconds by the host clock (never above the truth: the GPU may lag)."""
-        return self.base + time.perf_counter() - self.t0
-
-    def stop(self) -> float:
-        """Sync; the training seconds at this point."""
-        synchronize(self.device)
-        return self.base + time.perf_counter() - self.t0
-
-    def seconds_at(self, mark: Any) -> float:
-        """Training seconds at ``mark`` (after :meth:`stop`)."""
-        if self.cuda:
-            return self.base + self.event0.elapsed_time(mark) / 1e3
-        return self.base + mark - self.t0
 
 
 class Trainer:
@@ -291,7 +247,7 @@ class Trainer:
         c = self.config
         log = self._open_log()
         session_start = self.seconds
-        clock = _Clock(self.device)
+        clock = StepClock(self.device)
         pending: list[tuple[int, Any, torch.Tensor, torch.Tensor, bool]] = []  # step, mark, loss, quality, row
         if c.compile and self._compiled is None:
             self._compiled = _CompiledModel(self.model)
@@ -334,7 +290,7 @@ class Trainer:
         self.save_checkpoint(finished=True)
         return self.summary()
 
-    def _read(self, clock: _Clock, pending: list, log: IO[str] | None, bar: Any, session_start: float) -> None:
+    def _read(self, clock: StepClock, pending: list, log: IO[str] | None, bar: Any, session_start: float) -> None:
         """One host sync: training seconds, the queued log rows, the stop conditions, the bar.
 
         The step that stops the run always gets a log row."""
