@@ -16,7 +16,7 @@ from .device import device_settings
 from .errors import CoordfitError
 from .grid import GridInfo
 from .io import new_run_dir, read_json, write_json
-from .models import create_model, model_entry
+from .models import create_model, create_saved_model, model_entry
 from .models.base import CoordNet
 from .presets import resolve_preset
 from .runs import check_signal, discard_if_unstarted, read_run_config, source_sha256
@@ -167,7 +167,7 @@ def resume(
     except TypeError as exc:
         raise CoordfitError(f"{cfg_path}: 'signal' does not fit this coordfit ({exc})") from None
     check_signal(cfg, signal, run_dir)
-    net = create_model(cfg["model"], signal.info, **cfg["model_config"])
+    net = create_saved_model(cfg["model"], signal.info, cfg["model_config"])
     trainer = Trainer(net, signal, train, run_dir)
     trainer.load_checkpoint()
     write_json(cfg_path, {**cfg, "train": dataclasses.asdict(trainer.config)})
@@ -206,7 +206,7 @@ def load(run_dir: str | Path, device: str = "cpu") -> Run:
     except (KeyError, TypeError, ValueError):
         raise CoordfitError(f"{run_dir / 'config.json'} is not a coordfit run config") from None
     name = cfg["model"]
-    net = create_model(name, info, **cfg["model_config"])
+    net = create_saved_model(name, info, cfg["model_config"])
     load_weights(open_checkpoint(run_dir).path("model.safetensors"), net, name)
     net.to(resolve_device(device)).eval()
     metrics_path = run_dir / "metrics.json"

@@ -207,3 +207,22 @@ def test_registry_entries_have_descriptions_and_rates() -> None:
     for name in list_models():
         e = model_entry(name)
         assert e.description and e.lr > 0
+
+
+def test_runs_saved_before_shared_bias_load_with_the_whole_bias(tmp_path, image_png) -> None:
+    import json
+
+    import coordfit
+    from coordfit.train import TrainConfig
+
+    run = tmp_path / "r"
+    coordfit.fit(image_png, "coordx", train=TrainConfig(steps=3), out=run, progress=False, width=16)
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["model_config"]["shared_bias"] == "divided"
+    fresh = coordfit.load(run).model
+    del cfg["model_config"]["shared_bias"]  # as a run written before the option existed
+    (run / "config.json").write_text(json.dumps(cfg))
+    old = coordfit.load(run).model
+    assert (fresh.config.shared_bias, old.config.shared_bias) == ("divided", "whole")
+    coords = [axis_coords(9), axis_coords(7)]
+    assert not torch.allclose(evaluate_grid(fresh, coords), evaluate_grid(old, coords))  # the same weights, the old bias

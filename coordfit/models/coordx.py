@@ -25,7 +25,7 @@ official full split uses rank 256; coordfit's ``rank`` defaults to 1 for both sp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ..errors import CoordfitError
 from ..grid import GridInfo
@@ -54,6 +54,9 @@ class CoordXConfig(Config):
     sigma: float = 10.0  # Fourier encoding std, coordinates on [0, 1]
     w0: float = 30.0  # sine frequency factor
     seed: int = 0  # seed of the Fourier matrices
+
+    # Runs saved before ``shared_bias`` existed were fitted with the whole bias.
+    saved_defaults: ClassVar[dict[str, object]] = {"shared_bias": "whole"}
 
     def validate(self) -> None:
         super().validate()

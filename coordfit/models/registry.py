@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from ..grid import GridInfo
 from ..registry import Component, Config, Registry
 
-__all__ = ["ModelEntry", "MODELS", "register_model", "list_models", "model_entry", "make_config", "create_model"]
+__all__ = ["ModelEntry", "MODELS", "register_model", "list_models", "model_entry", "make_config", "create_model", "create_saved_model"]
 
 
 @dataclass(frozen=True)
@@ -68,3 +68,11 @@ def make_config(name: str, **overrides: Any) -> Any:
 def create_model(name: str, info: GridInfo, **overrides: Any) -> Any:
     """Build model ``name`` for a signal described by ``info`` (timm's ``create_model``)."""
     return MODELS.get(name).create(info, **overrides)
+
+
+def create_saved_model(name: str, info: GridInfo, saved: dict[str, Any]) -> Any:
+    """Build model ``name`` from the config a run saved. A field the run's coordfit did not
+    have yet takes the value that coordfit fitted with (the config class's
+    ``saved_defaults``), not today's default, so old runs load as they were trained."""
+    entry = MODELS.get(name)
+    return entry.create(info, **{**getattr(entry.config_cls, "saved_defaults", {}), **saved})
