@@ -170,6 +170,8 @@ def print_summary(result: coordfit.FitResult) -> None:
         v = m[key]
         table.add_row(key, f"{v:,.4g}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v))
     console.print(table)
+    for line in m.get("warnings", []):
+        err_console.print(f"warning: {line}", markup=False)
     if result.run_dir is not None:
         console.print(f"run folder: {result.run_dir}")
         for p in result.outputs:

@@ -18,6 +18,7 @@ from .grid import GridInfo
 from .io import new_run_dir, read_json, write_json
 from .models import create_model, create_saved_model, model_entry
 from .models.base import CoordNet
+from .phases import Phases
 from .presets import resolve_preset
 from .runs import check_signal, discard_if_unstarted, read_run_config, source_sha256
 from .signals import Signal, load_signal, signal_class, signal_from_meta
@@ -60,18 +61,26 @@ def _run_config(name: str, net: CoordNet, signal: Signal, train: TrainConfig) ->
     }
 
 
-def _finish(trainer: Trainer, signal: Signal, run_dir: Path | None, name: str) -> FitResult:
-    """Evaluate and write the outputs under the fit's device settings (threads, TF32)."""
-    c = trainer.config
-    with device_settings(trainer.device, c.precision, c.threads):
-        summary = trainer.summary()
-        model = trainer.model
-        metrics = {**signal.evaluate(model), **summary, "params": model.num_params(), "model": name,
-                   "split": model.split}
-        outputs: list[Path] = []
-        if run_dir is not None:
-            outputs = signal.write_outputs(model, run_dir)
-            outputs.append(write_json(run_dir / "metrics.json", metrics))
+def _train(trainer: Trainer, progress: bool | None) -> Phases:
+    """Run the trainer; -> the phases so far, timed (``load`` as the signal measured it, ``train``)."""
+    phases = Phases(progress)
+    if trainer.signal.load_seconds is not None:
+        phases.seconds["load"] = round(trainer.signal.load_seconds, 3)
+    with phases.phase("train"):
+        trainer.run(progress=progress)
+    return phases
+
+
+def _finish(trainer: Trainer, run_dir: Path | None, name: str, phases: Phases) -> FitResult:
+    """Evaluate the trained model once (metrics and outputs: :meth:`Signal.finish`) under the
+    fit's device settings (threads, TF32), and write metrics.json with every phase's seconds."""
+    c, model, signal = trainer.config, trainer.model, trainer.signal
+    with device_settings(trainer.device, c.precision, c.threads), phases.finishing() as report:
+        evaluated, outputs = signal.finish(model, run_dir, report)
+    metrics = {**evaluated, **trainer.summary(), "params": model.num_params(), "model": name, "split": model.split,
+               "phase_seconds": phases.seconds}
+    if run_dir is not None:
+        outputs.append(write_json(run_dir / "metrics.json", metrics))
     return FitResult(model, metrics, run_dir, signal, outputs)
 
 
@@ -114,8 +123,8 @@ def fit(
         trainer = Trainer(net, signal, train, run_dir)
         if run_dir is not None:  # the settings resolved for the device (batch, precision, lr...)
             write_json(run_dir / "config.json", _run_config(model, net, signal, trainer.config))
-        trainer.run(progress=progress)
-    return _finish(trainer, signal, run_dir, model)
+        phases = _train(trainer, progress)
+    return _finish(trainer, run_dir, model, phases)
 
 
 def resume(
@@ -171,8 +180,7 @@ def resume(
     trainer = Trainer(net, signal, train, run_dir)
     trainer.load_checkpoint()
     write_json(cfg_path, {**cfg, "train": dataclasses.asdict(trainer.config)})
-    trainer.run(progress=progress)
-    return _finish(trainer, signal, run_dir, cfg["model"])
+    return _finish(trainer, run_dir, cfg["model"], _train(trainer, progress))
 
 
 @dataclass
@@ -214,13 +222,14 @@ def load(run_dir: str | Path, device: str = "cpu") -> Run:
     return Run(run_dir, cfg, net, metrics)
 
 
-def render(run: Run | str | Path, out: str | Path | None = None, **options: Any) -> Path:
+def render(run: Run | str | Path, out: str | Path | None = None, *, progress: bool | None = None,
+           **options: Any) -> Path:
     """Render a fitted run to a file; options depend on the signal kind.
 
     Images take ``scale`` or ``size=(W, H)`` and write a PNG (default
     ``<run>/render_<W>x<H>.png``); videos take ``scale``, ``size=(W, H[, T])``,
     ``frames`` and ``fps`` and write an MP4; shapes take ``resolution`` and write a PLY
-    mesh. An existing file is never overwritten.
+    mesh. An existing file is never overwritten. ``progress`` as in :func:`fit`.
     """
     if not isinstance(run, Run):
         run = load(run)
@@ -231,4 +240,5 @@ def render(run: Run | str | Path, out: str | Path | None = None, **options: Any)
     out = Path(out)
     if out.exists():
         raise CoordfitError(f"{out} exists; choose another --out (coordfit never overwrites results)")
-    return cls.render_run(run.model, meta, out, **options)
+    with Phases(progress).finishing() as report:
+        return cls.render_run(run.model, meta, out, report=report, **options)

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from ..grid import GridInfo, check_generator, gather, sample_branches
+from ..phases import Report, quiet
 from ..registry import Registry
 
 __all__ = ["Signal", "GridSignal", "SIGNALS", "register_signal", "signal_class", "signal_kinds", "psnr_from_mse"]
@@ -44,13 +45,13 @@ class Signal(ABC):
     """A fitting target on a coordinate grid with named axes.
 
     The trainer only calls :meth:`sample`, :meth:`predict`, :meth:`loss`,
-    :meth:`quality` and :meth:`to`; the API calls :meth:`evaluate` and
-    :meth:`write_outputs` at the end and :meth:`meta` to record how to reload the signal
-    (for ``--resume``).
+    :meth:`quality` and :meth:`to`; the API calls :meth:`finish` at the end (the model
+    evaluated once for the metrics and the outputs) and :meth:`meta` to record how to
+    reload the signal (for ``--resume``).
 
     ``quality_name`` names the one quality figure of the kind end to end: the batch
     figure :meth:`quality` returns, the ``log.csv`` column, ``--target``, the progress
-    bar, and the report's time to target and plot names; :meth:`evaluate` reports the
+    bar, and the report's time to target and plot names; :meth:`finish` reports the
     same figure on the full signal under the same name.
     """
 
@@ -62,6 +63,7 @@ class Signal(ABC):
     axes: tuple[str, ...]
     shape: tuple[int, ...]
     out_features: int
+    load_seconds: float | None = None  # seconds `load_signal` took to read (and label) it
 
     @property
     def info(self) -> GridInfo:
@@ -94,12 +96,21 @@ class Signal(ABC):
         trainer reads it together with the loss, in one sync)."""
 
     @abstractmethod
-    def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
-        """Final metrics on the full signal (``psnr``, ``ssim``... or ``iou``...)."""
+    def finish(self, model: torch.nn.Module, run_dir: Path | None = None,
+               report: Report = quiet) -> tuple[dict[str, Any], list[Path]]:
+        """Evaluate ``model`` once on the full signal: the final metrics (``psnr``,
+        ``ssim``... or ``iou``...) and, with a ``run_dir``, the outputs a person opens
+        (reconstruction.png, .mp4, mesh.ply) written there -> ``(metrics, paths)``.
 
-    @abstractmethod
-    def write_outputs(self, model: torch.nn.Module, run_dir: Path) -> list[Path]:
-        """Write what a person opens (reconstruction.png, .mp4, mesh.ply) into ``run_dir``."""
+        Progress goes only through ``report(phase, done, total)`` after each unit of work
+        (phases ``render``, ``mesh``, ``metrics``, ``export``...; see
+        :mod:`coordfit.phases`); a signal draws no terminal UI of its own. Metrics are
+        JSON-able; a result that is there but empty says so in ``metrics["warnings"]``.
+        """
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
+        """The final metrics alone (:meth:`finish` without a run folder)."""
+        return self.finish(model)[0]
 
     @abstractmethod
     def meta(self) -> dict[str, Any]:

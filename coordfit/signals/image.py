@@ -12,9 +12,10 @@ import torch
 from ..errors import CoordfitError
 from ..grid import axis_coords, evaluate_grid
 from ..io import atomic_write
+from ..phases import Report, quiet
 from .base import GridSignal, register_signal
 
-__all__ = ["ImageSignal", "read_image", "render_image", "save_image", "BUILTIN_IMAGES"]
+__all__ = ["ImageSignal", "read_image", "render_image", "render_size", "save_image", "BUILTIN_IMAGES"]
 
 # Sample photos that ship inside scikit-image (no download): `coordfit image skimage:camera`.
 BUILTIN_IMAGES = ("astronaut", "camera", "coffee", "chelsea", "rocket", "brick", "moon")
@@ -133,8 +134,13 @@ def save_image(path: str | Path, img01: np.ndarray, bit_depth: int = 8) -> Path:
 
 
 @torch.no_grad()
-def render_image(model: torch.nn.Module, height: int, width: int, chunk: int = 1 << 18) -> np.ndarray:
-    """Evaluate ``model`` on an ``height x width`` grid -> ``[H, W, C]`` on [0, 1]."""
+def render_image(model: torch.nn.Module, height: int, width: int, chunk: int = 1 << 18,
+                 report: Report = quiet) -> np.ndarray:
+    """Evaluate ``model`` on an ``height x width`` grid -> ``[H, W, C]`` on [0, 1].
+
+    Rendered in slabs of rows of about ``chunk`` pixels, ``report("render", rows, height)``
+    after each.
+    """
     if height < 1 or width < 1:
         raise CoordfitError(f"render size must be positive, got {width}x{height}")
     need = height * width * model.info.out_features * 4 * 3  # float32 output, its [0, 1] copy, the PNG array
@@ -143,8 +149,31 @@ def render_image(model: torch.nn.Module, height: int, width: int, chunk: int = 1
         raise CoordfitError(f"a {width}x{height} render needs about {need / 2**30:,.0f} GiB of memory; "
                             f"this machine has {have / 2**30:,.0f} GiB")
     device = next(model.parameters()).device
-    out = evaluate_grid(model, [axis_coords(height, device), axis_coords(width, device)], chunk=chunk)
-    return ((out.clamp(-1, 1) + 1.0) * 0.5).cpu().numpy()
+    ys, xs = axis_coords(height, device), axis_coords(width, device)
+    out = np.empty((height, width, model.info.out_features), np.float32)
+    rows = max(1, chunk // width)
+    for start in range(0, height, rows):
+        slab = evaluate_grid(model, [ys[start : start + rows], xs], chunk=chunk)
+        out[start : start + rows] = ((slab.clamp(-1, 1) + 1.0) * 0.5).cpu().numpy()
+        report("render", min(start + rows, height), height)
+    return out
+
+
+def render_size(meta: dict[str, Any], scale: float | None = None,
+                size: tuple[int, int] | None = None) -> tuple[int, int]:
+    """``(H, W)`` of a render of a fitted image: ``size=(W, H)``, or ``scale`` x its size, or its size."""
+    h, w = meta["shape"]
+    if size is not None and scale is not None:
+        raise CoordfitError("give --size or --scale, not both")
+    if size is not None:
+        if len(size) != 2 or min(size) < 1:
+            raise CoordfitError(f"--size must be WxH with positive numbers, got {size}")
+        w, h = size
+    elif scale is not None:
+        if not scale > 0:
+            raise CoordfitError(f"--scale must be positive, got {scale}")
+        h, w = max(1, round(h * scale)), max(1, round(w * scale))
+    return int(h), int(w)
 
 
 def _physical_memory() -> int | None:
@@ -196,38 +225,34 @@ class ImageSignal(GridSignal):
             "bit_depth": self.bit_depth,
         }
 
-    def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
+    def finish(self, model: torch.nn.Module, run_dir: Path | None = None,
+               report: Report = quiet) -> tuple[dict[str, Any], list[Path]]:
+        """``psnr`` and ``ssim`` of one render, which is also ``reconstruction.png``."""
         from ..metrics import image_psnr, image_ssim
 
-        recon = render_image(model, *self.shape)
-        return {"psnr": image_psnr(recon, self.pixels01), "ssim": image_ssim(recon, self.pixels01)}
-
-    def write_outputs(self, model: torch.nn.Module, run_dir: Path) -> list[Path]:
-        recon = render_image(model, *self.shape)
-        return [save_image(Path(run_dir) / "reconstruction.png", recon, self.bit_depth)]
+        recon = render_image(model, *self.shape, report=report)
+        metrics = {"psnr": image_psnr(recon, self.pixels01), "ssim": image_ssim(recon, self.pixels01)}
+        report("metrics", 1, 1)
+        if run_dir is None:
+            return metrics, []
+        path = save_image(Path(run_dir) / "reconstruction.png", recon, self.bit_depth)
+        report("export", 1, 1)
+        return metrics, [path]
 
     @staticmethod
     def default_render_name(meta: dict[str, Any], *, scale: float | None = None,
                             size: tuple[int, int] | None = None, **unused: Any) -> str:
-        h, w = meta["shape"]
-        if size is not None:
-            w, h = size
-        elif scale is not None and scale > 0:
-            h, w = max(1, round(h * scale)), max(1, round(w * scale))
+        h, w = render_size(meta, scale, size)
         return f"render_{w}x{h}.png"
 
     @staticmethod
     def render_run(model: torch.nn.Module, meta: dict[str, Any], out: Path, *, scale: float | None = None,
-                   size: tuple[int, int] | None = None, **unused: Any) -> Path:
+                   size: tuple[int, int] | None = None, report: Report = quiet, **unused: Any) -> Path:
         """Render a fitted image at ``scale`` x its size or at ``size=(W, H)``."""
         bad = [k for k, v in unused.items() if v is not None]
         if bad:
             raise CoordfitError(f"an image run does not take --{bad[0].replace('_', '-')}")
-        h, w = meta["shape"]
-        if size is not None:
-            w, h = size
-        elif scale is not None:
-            if scale <= 0:
-                raise CoordfitError(f"--scale must be positive, got {scale}")
-            h, w = max(1, round(h * scale)), max(1, round(w * scale))
-        return save_image(out, render_image(model, h, w), meta.get("bit_depth", 8))
+        h, w = render_size(meta, scale, size)
+        path = save_image(out, render_image(model, h, w, report=report), meta.get("bit_depth", 8))
+        report("export", 1, 1)
+        return path

@@ -8,41 +8,33 @@ surface truncated at ``sdf_clamp``. Training draws lattice nodes only, so every 
 exact; draws are biased toward the surface and made on the signal's device (see
 :meth:`ShapeSignal.sample`).
 
-Outputs: ``mesh.ply`` by marching cubes at ``resolution`` in the input's frame,
-evaluated through the model's split path in chunks; metrics ``iou`` (uniform points),
+Outputs (:meth:`ShapeSignal.finish`, the model evaluated once): the field on the
+``resolution^3`` grid where the surface can pass (:mod:`.isosurface`), ``mesh.ply`` by
+marching cubes in the input's frame, and metrics ``iou`` (uniform grid nodes),
 ``iou_near_surface``, ``chamfer_l1``, ``chamfer_l2``, ``normal_consistency``.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import CoordfitError
-from ..grid import (
-    PERMUTE_RATIO,
-    axis_coords,
-    check_generator,
-    evaluate_grid,
-    flat_to_index,
-    gather,
-    index_coords,
-    sub_grid_counts,
-)
+from ..grid import PERMUTE_RATIO, axis_coords, check_generator, flat_to_index, gather, index_coords, sub_grid_counts
 from ..io import atomic_write
+from ..phases import Report, quiet
 from . import mesh_labels as ml
 from .base import Signal, register_signal
+from .isosurface import Field, extract_mesh, field_volume, marching_cubes, mesh_metrics, surface_volume
 
-__all__ = ["ShapeSignal", "ShapeOptions", "extract_mesh", "mesh_metrics", "DEFAULT_SHAPE"]
+__all__ = ["ShapeSignal", "ShapeOptions", "extract_mesh", "field_volume", "mesh_metrics", "DEFAULT_SHAPE"]
 
 DEFAULT_SHAPE = "primitive:torus"
-Field = Literal["occupancy", "sdf"]
 
 
 @dataclass
@@ -245,38 +237,53 @@ class ShapeSignal(Signal):
         return _iou(p, t)
 
     # -- evaluation and outputs -------------------------------------------------------------------
-    def _eval_points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Uniform and near-surface points (normalised frame) and their inside labels."""
-        if "points" not in self._cache:
-            rng = np.random.default_rng(self.options.seed + 1)
-            n = self.options.eval_points
-            uni = rng.uniform(-1.0, 1.0, (n, 3))
-            surf, _ = ml.sample_surface(self.mesh, n, self.options.seed + 2)
+    def _eval_nodes(self, resolution: int, report: Report) -> tuple[np.ndarray, ...]:
+        """Nodes of the ``resolution^3`` grid for the IoU metrics and their inside labels.
+
+        ``eval_points`` uniform nodes and as many nodes nearest to surface samples plus
+        N(0, 0.02) offsets, as index arrays ``[n, 3]``; labelled by winding number once per
+        signal and resolution (``report("label", 1, 1)`` when that happens).
+        """
+        key = ("eval_nodes", resolution)
+        if key not in self._cache:
+            o, ax = self.options, ml.lattice(resolution)
+            rng = np.random.default_rng(o.seed + 1)
+            uni = rng.integers(0, resolution, (o.eval_points, 3))
+            surf, _ = ml.sample_surface(self.mesh, o.eval_points, o.seed + 2)
             near = surf + rng.normal(0.0, 0.02, surf.shape)  # "surface + N(0, 0.01)" in a unit cube
-            self._cache["points"] = (uni, ml.inside(self.mesh, uni), near, ml.inside(self.mesh, near))
-        return self._cache["points"]
+            near = np.clip(np.rint((near + 1.0) * 0.5 * (resolution - 1)), 0, resolution - 1).astype(np.int64)
+            self._cache[key] = (uni, ml.inside(self.mesh, ax[uni]), near, ml.inside(self.mesh, ax[near]))
+            report("label", 1, 1)
+        return self._cache[key]
 
-    def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
-        uni, uni_in, near, near_in = self._eval_points()
-        out = {
-            "iou": float(_iou(self._inside(_predict(model, uni)), torch.from_numpy(uni_in))),
-            "iou_near_surface": float(_iou(self._inside(_predict(model, near)), torch.from_numpy(near_in))),
+    def finish(self, model: torch.nn.Module, run_dir: Path | None = None,
+               report: Report = quiet) -> tuple[dict[str, Any], list[Path]]:
+        """The field on the ``resolution^3`` grid, evaluated once (where the surface can be:
+        :func:`.isosurface.surface_volume`), gives the IoU metrics at grid nodes, the mesh
+        (marching cubes), its chamfer and normal metrics, and ``mesh.ply``."""
+        o = self.options
+        R = o.resolution
+        uni, uni_in, near, near_in = self._eval_nodes(R, report)
+        vol = surface_volume(model, R, seeds=self.surface.points, report=report)
+        metrics: dict[str, Any] = {
+            "iou": float(_iou(self._inside(torch.from_numpy(vol[tuple(uni.T)])), torch.from_numpy(uni_in))),
+            "iou_near_surface": float(_iou(self._inside(torch.from_numpy(vol[tuple(near.T)])),
+                                           torch.from_numpy(near_in))),
         }
-        mesh = self._extract(model)
-        out.update(mesh_metrics(mesh, self.mesh, self.options.eval_points, self.options.seed))
-        out["mesh_resolution"] = self.options.resolution
-        return out
-
-    def _extract(self, model: torch.nn.Module) -> ml.MeshData:
-        key = _fingerprint(model)
-        if self._cache.get("mesh_key") != key:
-            self._cache["mesh"] = extract_mesh(model, self.options.resolution, self.options.field)
-            self._cache["mesh_key"] = key
-        return self._cache["mesh"]
-
-    def write_outputs(self, model: torch.nn.Module, run_dir: Path) -> list[Path]:
-        mesh = self._extract(model)
-        return [_save_mesh(Path(run_dir) / "mesh.ply", mesh, self.center, self.scale)]
+        mesh = marching_cubes(vol, o.field)
+        report("mesh", 1, 1)
+        metrics.update(mesh_metrics(mesh, self.mesh, o.eval_points, o.seed))
+        metrics.update(mesh_resolution=R, mesh_faces=len(mesh.faces))
+        if len(mesh.faces) == 0:
+            level = "logit 0" if o.field == "occupancy" else "distance 0"
+            metrics["warnings"] = [f"mesh.ply is empty: the fitted field crosses its level set ({level}) nowhere "
+                                   f"on the {R}^3 grid; train longer or use another model"]
+        report("metrics", 1, 1)
+        if run_dir is None:
+            return metrics, []
+        path = _save_mesh(Path(run_dir) / "mesh.ply", mesh, self.center, self.scale)
+        report("export", 1, 1)
+        return metrics, [path]
 
     @staticmethod
     def default_render_name(meta: dict[str, Any], *, resolution: int | None = None, **unused: Any) -> str:
@@ -284,7 +291,7 @@ class ShapeSignal(Signal):
 
     @staticmethod
     def render_run(model: torch.nn.Module, meta: dict[str, Any], out: Path, *, resolution: int | None = None,
-                   **unused: Any) -> Path:
+                   report: Report = quiet, **unused: Any) -> Path:
         """Re-extract the mesh of a fitted shape at ``resolution``^3, in the input's frame."""
         bad = [k for k, v in unused.items() if v is not None]
         if bad:
@@ -293,8 +300,10 @@ class ShapeSignal(Signal):
         if not 8 <= res <= 2048:
             raise CoordfitError(f"--resolution must be in [8, 2048], got {res}")
         options = meta["options"]
-        mesh = extract_mesh(model, res, options.get("field", options.get("target", "occupancy")))
-        return _save_mesh(out, mesh, np.asarray(meta["center"]), float(meta["scale"]))
+        mesh = extract_mesh(model, res, options.get("field", options.get("target", "occupancy")), report=report)
+        path = _save_mesh(out, mesh, np.asarray(meta["center"]), float(meta["scale"]))
+        report("export", 1, 1)
+        return path
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -305,104 +314,9 @@ def _iou(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, (p & t).sum() / union.clamp_min(1), 1.0)
 
 
-def _fingerprint(model: torch.nn.Module) -> tuple:
-    with torch.no_grad():
-        return (id(model),) + tuple(float(p.double().sum()) for p in model.parameters())
-
-
-@torch.no_grad()
-def _predict(model: torch.nn.Module, points: np.ndarray, chunk: int = 1 << 16) -> torch.Tensor:
-    """Point-by-point model output at ``points [N, 3]`` -> ``[N]`` (CPU)."""
-    device = next(model.parameters()).device
-    pts = torch.from_numpy(points).float()
-    return torch.cat([model(pts[s : s + chunk].to(device))[:, 0].cpu() for s in range(0, len(pts), chunk)])
-
-
-@torch.no_grad()
-def field_volume(model: torch.nn.Module, resolution: int, chunk: int = 1 << 18) -> np.ndarray:
-    """The model's output on a ``resolution^3`` grid over [-1, 1]^3 -> ``float32 [R, R, R]``.
-
-    Evaluated through the split path (``grid.evaluate_grid``) in slabs of x, with a
-    progress bar when stdout is a terminal.
-    """
-    device = next(model.parameters()).device
-    ax = axis_coords(resolution, device)
-    vol = np.empty((resolution,) * 3, np.float32)
-    slab = max(1, chunk // (resolution * resolution))
-    starts = range(0, resolution, slab)
-    bar = _bar(len(starts), f"mesh {resolution}^3")
-    for s in starts:
-        vol[s : s + slab] = evaluate_grid(model, [ax[s : s + slab], ax, ax], chunk=chunk)[..., 0].cpu().numpy()
-        if bar:
-            bar[0].advance(bar[1])
-    if bar:
-        bar[0].stop()
-    return vol
-
-
-def _bar(total: int, label: str):
-    if not sys.stdout.isatty() or total < 4:
-        return None
-    from rich.progress import Progress
-
-    p = Progress(transient=True)
-    p.start()
-    return p, p.add_task(label, total=total)
-
-
-def extract_mesh(model: torch.nn.Module, resolution: int, field: Field) -> ml.MeshData:
-    """Marching cubes (scikit-image) on the model's field -> mesh in the normalised frame.
-
-    The surface is logit 0 (occupancy) or distance 0 (sdf); faces point outward. A field
-    with no zero crossing gives an empty mesh.
-    """
-    from skimage.measure import marching_cubes
-
-    vol = field_volume(model, resolution)
-    inside_positive = vol if field == "occupancy" else -vol
-    if not (inside_positive.max() > 0 > inside_positive.min()):
-        return ml.MeshData(np.zeros((0, 3)), np.zeros((0, 3), np.int64))
-    step = 2.0 / (resolution - 1)
-    verts, faces, _, _ = marching_cubes(inside_positive, level=0.0, spacing=(step, step, step),
-                                        gradient_direction="ascent")
-    return ml.MeshData(verts.astype(np.float64) - 1.0, faces.astype(np.int64))
-
-
 def _save_mesh(path: Path, mesh: ml.MeshData, center: np.ndarray, scale: float) -> Path:
     """Write ``mesh`` (normalised frame) as binary PLY in the input's frame, atomically."""
     import trimesh
 
     out = trimesh.Trimesh(mesh.vertices / scale + center, mesh.faces, process=False)
     return atomic_write(path, lambda p: out.export(p, file_type="ply"))
-
-
-def mesh_metrics(pred: ml.MeshData, ref: ml.MeshData, samples: int, seed: int = 0) -> dict[str, float | None]:
-    """Chamfer L1/L2 and normal consistency between two meshes (normalised frame).
-
-    ``samples`` area-uniform points on each, drawn with the same seed (so a mesh against
-    itself scores exactly 0 and 1); nearest neighbours by KD-tree both ways.
-    ``chamfer_l1`` = mean of the two mean distances, ``chamfer_l2`` the same with
-    squared distances, ``normal_consistency`` the mean |cos| between each point's face
-    normal and its neighbour's. ``None`` when the predicted mesh is empty.
-    """
-    from scipy.spatial import cKDTree
-
-    if len(pred.faces) == 0:
-        return {"chamfer_l1": None, "chamfer_l2": None, "normal_consistency": None}
-    pa, fa = ml.sample_surface(pred, samples, seed + 3)
-    pb, fb = ml.sample_surface(ref, samples, seed + 3)
-    na, nb = _face_normals(pred)[fa], _face_normals(ref)[fb]
-    d_ab, i_ab = cKDTree(pb).query(pa)
-    d_ba, i_ba = cKDTree(pa).query(pb)
-    cos = np.r_[np.abs((na * nb[i_ab]).sum(-1)), np.abs((nb * na[i_ba]).sum(-1))]
-    return {
-        "chamfer_l1": float(0.5 * (d_ab.mean() + d_ba.mean())),
-        "chamfer_l2": float(0.5 * ((d_ab**2).mean() + (d_ba**2).mean())),
-        "normal_consistency": float(cos.mean()),
-    }
-
-
-def _face_normals(mesh: ml.MeshData) -> np.ndarray:
-    v = mesh.vertices[mesh.faces]
-    n = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-20)

@@ -23,6 +23,7 @@ import torch
 
 from ..errors import CoordfitError
 from ..grid import axis_coords, evaluate_grid
+from ..phases import Report, quiet
 from .base import GridSignal, register_signal
 from .video_io import BUILTIN_PREFIX, VideoOptions, frames_per_chunk, read_clip, write_mp4
 
@@ -33,11 +34,12 @@ DEFAULT_VIDEO = BUILTIN_PREFIX + "waves"  # a procedural 96x64, 32-frame clip co
 
 @torch.no_grad()
 def render_frames(model: torch.nn.Module, frames: int, height: int, width: int,
-                  chunk_points: int = 1 << 20) -> Iterator[np.ndarray]:
+                  chunk_points: int = 1 << 20, report: Report = quiet) -> Iterator[np.ndarray]:
     """Evaluate ``model`` on a ``frames x height x width`` grid, a few frames at a time.
 
-    Yields ``[n, H, W, C]`` float32 on [0, 1]; about ``chunk_points`` outputs are live
-    at once (and ``evaluate_grid`` bounds the intermediate features further).
+    Yields ``[n, H, W, C]`` float32 on [0, 1], ``report("render", frames_done, frames)``
+    as each chunk is ready; about ``chunk_points`` outputs are live at once (and
+    ``evaluate_grid`` bounds the intermediate features further).
     """
     if frames < 1 or height < 1 or width < 1:
         raise CoordfitError(f"render size must be positive, got {width}x{height}x{frames}")
@@ -46,33 +48,27 @@ def render_frames(model: torch.nn.Module, frames: int, height: int, width: int,
     step = frames_per_chunk(height, width, chunk_points)
     for start in range(0, frames, step):
         out = evaluate_grid(model, [ts[start : start + step], ys, xs])  # [n, H, W, C]
-        yield ((out.clamp(-1, 1) + 1.0) * 0.5).float().cpu().numpy()
+        chunk = ((out.clamp(-1, 1) + 1.0) * 0.5).float().cpu().numpy()
+        report("render", start + len(chunk), frames)
+        yield chunk
 
 
-def _progress(total: int, label: str):
-    """A rich progress bar over frames, quiet when stdout is not a terminal."""
-    import sys
+def _write_mp4(path: Path, chunks: Iterator[np.ndarray], frames: int, fps: float, size: tuple[int, int],
+               report: Report) -> Path:
+    """:func:`write_mp4`, with ``report("export", frames_done, frames)`` as each chunk is
+    encoded (the writer takes the next chunk when it is done with one) and when the file is closed."""
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    if not sys.stdout.isatty():
-        return None
-    bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    bar.start()
-    bar.add_task(label, total=total)
-    return bar
-
-
-def _with_progress(chunks: Iterator[np.ndarray], total: int, label: str) -> Iterator[np.ndarray]:
-    bar = _progress(total, label)
-    try:
+    def passed() -> Iterator[np.ndarray]:
+        done = 0
         for chunk in chunks:
-            if bar is not None:
-                bar.advance(bar.task_ids[0], len(chunk))
             yield chunk
-    finally:
-        if bar is not None:
-            bar.stop()
+            done += len(chunk)
+            if done < frames:
+                report("export", done, frames)
+
+    out = write_mp4(path, passed(), fps, size)
+    report("export", frames, frames)
+    return out
 
 
 @register_signal("video")
@@ -139,26 +135,33 @@ class VideoSignal(GridSignal):
     def _target01(self, start: int, stop: int) -> np.ndarray:
         return ((self.values[start:stop].float().cpu().numpy() + 1.0) * 0.5).clip(0.0, 1.0)
 
-    def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
-        """``psnr`` and ``ssim`` (means over frames) and ``psnr_per_frame``, rendered in chunks."""
+    def finish(self, model: torch.nn.Module, run_dir: Path | None = None,
+               report: Report = quiet) -> tuple[dict[str, Any], list[Path]]:
+        """One render, a few frames at a time: each chunk is scored (``psnr`` and ``ssim``,
+        means over frames, and ``psnr_per_frame``) and, with a ``run_dir``, encoded into
+        ``reconstruction.mp4`` (the fitted clip's frame count, size and frame rate)."""
         from ..metrics import image_psnr, image_ssim
 
         t, h, w = self.shape
-        psnr, ssim = [], []
-        start = 0
-        for pred in _with_progress(render_frames(model, t, h, w), t, "evaluate"):
-            target = self._target01(start, start + len(pred))
-            for p, q in zip(pred, target):
-                psnr.append(image_psnr(p, q))
-                ssim.append(image_ssim(p, q))
-            start += len(pred)
-        return {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)), "psnr_per_frame": psnr}
+        psnr: list[float] = []
+        ssim: list[float] = []
 
-    def write_outputs(self, model: torch.nn.Module, run_dir: Path) -> list[Path]:
-        """``reconstruction.mp4``: the same frame count, size and frame rate as the fitted clip."""
-        t, h, w = self.shape
-        chunks = _with_progress(render_frames(model, t, h, w), t, "write mp4")
-        return [write_mp4(Path(run_dir) / "reconstruction.mp4", chunks, self.fps, (w, h))]
+        def scored() -> Iterator[np.ndarray]:
+            for pred in render_frames(model, t, h, w, report=report):
+                start, stop = len(psnr), len(psnr) + len(pred)
+                for p, q in zip(pred, self._target01(start, stop)):
+                    psnr.append(image_psnr(p, q))
+                    ssim.append(image_ssim(p, q))
+                report("metrics", stop, t)
+                yield pred
+
+        outputs: list[Path] = []
+        if run_dir is None:
+            for _ in scored():
+                pass
+        else:
+            outputs.append(_write_mp4(Path(run_dir) / "reconstruction.mp4", scored(), t, self.fps, (w, h), report))
+        return {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)), "psnr_per_frame": psnr}, outputs
 
     @staticmethod
     def _render_plan(meta: dict[str, Any], scale: float | None = None, size: tuple[int, ...] | None = None,
@@ -200,7 +203,7 @@ class VideoSignal(GridSignal):
     @staticmethod
     def render_run(model: torch.nn.Module, meta: dict[str, Any], out: Path, *, scale: float | None = None,
                    size: tuple[int, ...] | None = None, fps: float | None = None, frames: int | None = None,
-                   **unused: Any) -> Path:
+                   report: Report = quiet, **unused: Any) -> Path:
         """Render a fitted clip at ``scale`` x its size or ``size=(W, H[, T])``, ``frames`` and ``fps``.
 
         More frames than the fit is temporal super-resolution: the new frames sample the
@@ -210,5 +213,4 @@ class VideoSignal(GridSignal):
         if bad:
             raise CoordfitError(f"a video run does not take --{bad[0].replace('_', '-')}")
         t, h, w, rate = VideoSignal._render_plan(meta, scale, size, fps, frames)
-        chunks = _with_progress(render_frames(model, t, h, w), t, "render")
-        return write_mp4(out, chunks, rate, (w, h))
+        return _write_mp4(out, render_frames(model, t, h, w, report=report), t, rate, (w, h), report)

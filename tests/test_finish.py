@@ -1,0 +1,243 @@
+"""After training: the model evaluated once for metrics and outputs, phases timed and shown,
+an empty mesh said, the surface-adaptive field equal to the full grid."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import coordfit
+from coordfit.phases import Phases
+from coordfit.signals import ImageSignal, ShapeSignal, VideoSignal
+from coordfit.signals import mesh_labels as ml
+from coordfit.signals import shape as shape_module
+from coordfit.signals.image import render_size
+from coordfit.signals.isosurface import field_volume, marching_cubes, mesh_metrics, surface_volume
+from coordfit.train import TrainConfig
+
+from conftest import smooth_image
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _count_outputs(model: torch.nn.Module) -> dict[str, int]:
+    """Count the output points of every grid and pointwise evaluation of ``model`` from now on."""
+    seen = {"grid": 0, "points": 0}
+    grid, points = model.forward_grid, model.forward
+
+    def forward_grid(parts):
+        out = grid(parts)
+        seen["grid"] += out.numel() // out.shape[-1]
+        return out
+
+    def forward(x):
+        out = points(x)
+        seen["points"] += out.shape[0]
+        return out
+
+    model.forward_grid, model.forward = forward_grid, forward
+    return seen
+
+
+def _recorder() -> tuple[list[tuple[str, int, int]], object]:
+    calls: list[tuple[str, int, int]] = []
+    return calls, lambda phase, done, total: calls.append((phase, done, total))
+
+
+def _tiny_clip(t: int = 5, h: int = 12, w: int = 16) -> VideoSignal:
+    frames = np.stack([smooth_image(h, w, 3, seed=i) for i in range(t)])
+    return VideoSignal(frames, fps=10.0)
+
+
+# -- one evaluation -----------------------------------------------------------------------------
+@pytest.mark.parametrize("make", [lambda: ImageSignal(smooth_image(20, 28)), _tiny_clip], ids=["image", "video"])
+def test_grid_signals_evaluate_each_point_once_for_metrics_and_outputs(make, tmp_path: Path) -> None:
+    signal = make()
+    model = coordfit.create_model("coordx", signal.info, width=16).eval()
+    seen = _count_outputs(model)
+    calls, report = _recorder()
+    metrics, paths = signal.finish(model, tmp_path, report)
+    assert seen == {"grid": math.prod(signal.shape), "points": 0}
+    assert len(paths) == 1 and paths[0].stat().st_size > 0 and math.isfinite(metrics["psnr"])
+    assert {p for p, _, _ in calls} == {"render", "metrics", "export"}
+    assert all(d == t for p, d, t in calls if (p, d, t) == calls[-1])  # ends on a finished phase
+    # the metrics alone cost the same one render, and give the same numbers
+    seen.update(grid=0, points=0)
+    assert signal.evaluate(model)["psnr"] == pytest.approx(metrics["psnr"], abs=1e-9)
+    assert seen == {"grid": math.prod(signal.shape), "points": 0}
+
+
+def test_shape_evaluates_its_field_once_and_no_point_by_point(tmp_path: Path) -> None:
+    signal = ShapeSignal.load("primitive:sphere", label_resolution=16, resolution=32, eval_points=500)
+    model = coordfit.create_model("coordx", signal.info, width=16).eval()
+    seen = _count_outputs(model)
+    metrics, paths = signal.finish(model, None)
+    alone = dict(seen)
+    seen.update(grid=0, points=0)
+    metrics_and_mesh, paths = signal.finish(model, tmp_path)
+    assert seen == alone and alone["points"] == 0 and 0 < alone["grid"] <= 2 * 32**3
+    assert metrics_and_mesh["iou"] == metrics["iou"] and [p.name for p in paths] == ["mesh.ply"]
+
+
+# -- phases: timed, and reported off a terminal ----------------------------------------------------
+def test_fit_records_sane_phase_seconds(tmp_path: Path, image_png: Path) -> None:
+    t0 = time.perf_counter()
+    r = coordfit.fit(image_png, "coordx", train=TrainConfig(steps=20, grid_batch=256), out=tmp_path / "run",
+                     progress=False, width=16)
+    wall = time.perf_counter() - t0
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    phases = saved["phase_seconds"]
+    assert list(phases) == ["load", "train", "render", "metrics", "export"]
+    assert all(v >= 0 for v in phases.values())
+    assert phases["train"] >= saved["train_seconds"] * 0.99  # wall clock of the loop >= its step time
+    assert sum(phases.values()) <= wall + 0.01
+    assert r.metrics["phase_seconds"] == phases
+
+
+def test_phases_attribute_the_time_since_the_last_report() -> None:
+    clock = Phases(show=False)
+    with clock.finishing() as report:
+        time.sleep(0.02)
+        report("render", 1, 2)
+        report("metrics", 1, 2)
+        time.sleep(0.02)
+        report("render", 2, 2)
+    assert clock.seconds["render"] >= 0.04 and clock.seconds["metrics"] < 0.02
+
+
+def test_every_phase_after_training_prints_a_line_off_a_terminal(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    clock = Phases(show=True, terminal=False, stream=stream, every=3600)
+    signal = ShapeSignal.load("primitive:sphere", label_resolution=16, resolution=32, eval_points=500)
+    model = coordfit.create_model("coordx", signal.info, width=16).eval()
+    clip = _tiny_clip()
+    with clock.finishing() as report:
+        signal.finish(model, tmp_path, report)
+        clip.finish(coordfit.create_model("siren", clip.info, width=8), tmp_path, report)
+    lines = stream.getvalue().splitlines()
+    done = [line.split()[0] for line in lines if line.split()[1] == "done"]
+    # each phase of each signal once, when it ends
+    assert done == ["label", "render", "mesh", "metrics", "export", "render", "metrics", "export"]
+    assert all(len(line.split()) == 5 and line.split()[-1] == "s" for line in lines), lines
+
+
+def test_render_reports_progress_off_a_terminal(tmp_path: Path, image_png: Path, capsys) -> None:
+    coordfit.fit(image_png, "coordx", train=TrainConfig(steps=2, grid_batch=64), out=tmp_path / "run",
+                 progress=False, width=8)
+    capsys.readouterr()
+    coordfit.render(tmp_path / "run", scale=2.0)
+    err = capsys.readouterr().err
+    assert "render  done" in err and "export  done" in err
+
+
+# -- an empty mesh is said ---------------------------------------------------------------------------
+def _outside_everywhere(signal: ShapeSignal) -> torch.nn.Module:
+    model = coordfit.create_model("coordx", signal.info, width=8).eval()
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(-5.0)  # logit -5: outside, everywhere
+    return model
+
+
+def test_an_empty_mesh_is_said_and_metrics_stay_strict_json(tmp_path: Path) -> None:
+    signal = ShapeSignal.load("primitive:sphere", label_resolution=16, resolution=24, eval_points=500)
+    metrics, paths = signal.finish(_outside_everywhere(signal), tmp_path)
+    assert metrics["mesh_faces"] == 0 and metrics["iou"] == 0.0 and metrics["chamfer_l1"] is None
+    (warning,) = metrics["warnings"]
+    assert "mesh.ply is empty" in warning and "train longer or use another model" in warning
+    assert json.loads(json.dumps(metrics, allow_nan=False)) == metrics
+    assert paths[0].name == "mesh.ply"
+
+
+def test_cli_says_an_empty_mesh_in_one_line(runner, tmp_path: Path, monkeypatch) -> None:
+    from coordfit_cli.main import app
+
+    monkeypatch.setattr(shape_module, "marching_cubes", lambda vol, field: ml.MeshData(np.zeros((0, 3)),
+                                                                                        np.zeros((0, 3), np.int64)))
+    result = runner.invoke(app, ["shape", "primitive:sphere", "--steps", "2", "--width", "8", "--resolution", "16",
+                                 "--label-resolution", "16", "--eval-points", "200", "--no-progress",
+                                 "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.output.splitlines() if line.startswith("warning: mesh.ply is empty")]
+    assert len(said) == 1
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["chamfer_l1"] is None and saved["warnings"] == [said[0].removeprefix("warning: ")]
+
+
+# -- the surface-adaptive field ---------------------------------------------------------------------
+class _Ball(torch.nn.Module):
+    """A field with one clean surface: ``radius - |x - centre|`` (positive inside)."""
+
+    branches = [(0, 1, 2)]
+
+    def __init__(self, radius: float = 0.55, centre: tuple[float, ...] = (0.1, -0.05, 0.03)) -> None:
+        super().__init__()
+        self.radius, self.centre = radius, torch.tensor(centre)
+        self.weight = torch.nn.Parameter(torch.zeros(1))  # a parameter: the evaluation's device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.radius - (x - self.centre).norm(dim=-1, keepdim=True)
+
+    def forward_grid(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        return self.forward(parts[0])
+
+
+@pytest.mark.parametrize("seeds", ["none", "surface", "elsewhere"])
+def test_surface_volume_gives_the_mesh_of_the_full_grid(seeds: str) -> None:
+    ball = _Ball()
+    points = {"none": None, "surface": ml.sample_surface(ml.read_mesh("primitive:sphere"), 500)[0] * 0.55 + 0.1,
+              "elsewhere": np.full((1, 3), -0.9)}[seeds]  # growth from the coarse crossings finds the surface
+    calls, report = _recorder()
+    fast = surface_volume(ball, 41, seeds=points, block=4, report=report)
+    full = field_volume(ball, 41)
+    assert calls[-1][1] == calls[-1][2] < 0.5 * 10**3  # blocks away from the surface were skipped
+    np.testing.assert_array_equal(fast > 0, full > 0)
+    a, b = marching_cubes(fast, "occupancy"), marching_cubes(full, "occupancy")
+    assert len(a.faces) > 1000
+    np.testing.assert_array_equal(a.faces, b.faces)
+    np.testing.assert_array_equal(a.vertices, b.vertices)
+
+
+class _Ripples(_Ball):
+    """A level set almost everywhere, as a noisy fit has."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(17.0 * x).prod(dim=-1, keepdim=True)
+
+
+def test_a_level_set_almost_everywhere_is_evaluated_whole() -> None:
+    np.testing.assert_array_equal(surface_volume(_Ripples(), 33, block=4), field_volume(_Ripples(), 33))
+
+
+def test_mesh_metrics_known_values() -> None:
+    sphere = ml.read_mesh("primitive:sphere")  # radius 1
+    for n in (5_000, 20_000):
+        # against itself, only the sampling is left: the mean distance to the nearest of n
+        # uniform points on an area A is 0.5 sqrt(A / n), zero as n grows
+        same = mesh_metrics(sphere, sphere, n)
+        assert same["chamfer_l1"] == pytest.approx(0.5 * math.sqrt(4 * math.pi / n), rel=0.15)
+        assert same["normal_consistency"] > 0.99
+    bigger = ml.MeshData(sphere.vertices * 1.1, sphere.faces)  # concentric: every point 0.1 from the other
+    apart = mesh_metrics(bigger, sphere, 20_000)
+    assert apart["chamfer_l1"] == pytest.approx(0.1, abs=0.01)
+    assert apart["chamfer_l2"] == pytest.approx(0.01, abs=0.002)
+
+
+# -- image render size: one function ------------------------------------------------------------------
+def test_image_render_size_is_checked_once() -> None:
+    meta = {"shape": [20, 30]}
+    assert render_size(meta) == (20, 30) and render_size(meta, scale=2) == (40, 60)
+    assert render_size(meta, size=(7, 5)) == (5, 7)
+    for bad in ({"scale": 0.0}, {"scale": -1.0}, {"size": (0, 4)}, {"size": (4, 4), "scale": 2.0}):
+        with pytest.raises(coordfit.CoordfitError):
+            render_size(meta, **bad)
+        with pytest.raises(coordfit.CoordfitError):
+            ImageSignal.default_render_name(meta, **bad)
