@@ -41,7 +41,7 @@ DEFAULT_SHAPE = "primitive:torus"
 class ShapeOptions:
     field: Field = "occupancy"  # occupancy (BCE on logits) or sdf (L1 on a truncated signed distance)
     label_resolution: int = 128  # R: training points are the nodes of an R^3 lattice, labelled exactly
-    resolution: int = 256  # marching-cubes grid of mesh.ply (and of the chamfer/normal metrics)
+    resolution: int = 128  # grid of mesh.ply and of every metric (as the labels: the fit holds no finer detail)
     margin: float = 0.05  # the longest side of the mesh spans [-1 + margin, 1 - margin]
     near_fraction: float = 0.5  # unsplit models: share of each step's points placed near the surface
     block_fraction: float = 0.25  # split models: share of each branch's draws around the step's surface point
