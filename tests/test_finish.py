@@ -19,7 +19,7 @@ from coordfit.signals import ImageSignal, ShapeSignal, VideoSignal
 from coordfit.signals import mesh_labels as ml
 from coordfit.signals import shape as shape_module
 from coordfit.signals.image import render_size
-from coordfit.signals.isosurface import field_volume, marching_cubes, mesh_metrics, surface_volume
+from coordfit.signals.isosurface import field_volume, marching_cubes, surface_volume
 from coordfit.train import TrainConfig
 
 from conftest import smooth_image
@@ -215,20 +215,6 @@ class _Ripples(_Ball):
 
 def test_a_level_set_almost_everywhere_is_evaluated_whole() -> None:
     np.testing.assert_array_equal(surface_volume(_Ripples(), 33, block=4), field_volume(_Ripples(), 33))
-
-
-def test_mesh_metrics_known_values() -> None:
-    sphere = ml.read_mesh("primitive:sphere")  # radius 1
-    for n in (5_000, 20_000):
-        # against itself, only the sampling is left: the mean distance to the nearest of n
-        # uniform points on an area A is 0.5 sqrt(A / n), zero as n grows
-        same = mesh_metrics(sphere, sphere, n)
-        assert same["chamfer_l1"] == pytest.approx(0.5 * math.sqrt(4 * math.pi / n), rel=0.15)
-        assert same["normal_consistency"] > 0.99
-    bigger = ml.MeshData(sphere.vertices * 1.1, sphere.faces)  # concentric: every point 0.1 from the other
-    apart = mesh_metrics(bigger, sphere, 20_000)
-    assert apart["chamfer_l1"] == pytest.approx(0.1, abs=0.01)
-    assert apart["chamfer_l2"] == pytest.approx(0.01, abs=0.002)
 
 
 # -- image render size: one function ------------------------------------------------------------------

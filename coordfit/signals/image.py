@@ -134,12 +134,12 @@ def save_image(path: str | Path, img01: np.ndarray, bit_depth: int = 8) -> Path:
 
 
 @torch.no_grad()
-def render_image(model: torch.nn.Module, height: int, width: int, chunk: int = 1 << 18,
+def render_image(model: torch.nn.Module, height: int, width: int, chunk: int | None = None,
                  report: Report = quiet) -> np.ndarray:
     """Evaluate ``model`` on an ``height x width`` grid -> ``[H, W, C]`` on [0, 1].
 
-    Rendered in slabs of rows of about ``chunk`` pixels, ``report("render", rows, height)``
-    after each.
+    Rendered in slabs of rows of about 262,144 pixels (``report("render", rows, height)``
+    after each), through :func:`evaluate_grid` in chunks of ``chunk`` outputs.
     """
     if height < 1 or width < 1:
         raise CoordfitError(f"render size must be positive, got {width}x{height}")
@@ -151,7 +151,7 @@ def render_image(model: torch.nn.Module, height: int, width: int, chunk: int = 1
     device = next(model.parameters()).device
     ys, xs = axis_coords(height, device), axis_coords(width, device)
     out = np.empty((height, width, model.info.out_features), np.float32)
-    rows = max(1, chunk // width)
+    rows = max(1, (1 << 18) // width)
     for start in range(0, height, rows):
         slab = evaluate_grid(model, [ys[start : start + rows], xs], chunk=chunk)
         out[start : start + rows] = ((slab.clamp(-1, 1) + 1.0) * 0.5).cpu().numpy()

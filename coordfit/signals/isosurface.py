@@ -39,14 +39,16 @@ def _device(model: torch.nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def field_volume(model: torch.nn.Module, resolution: int, chunk: int = 1 << 18, report: Report = quiet) -> np.ndarray:
+def field_volume(model: torch.nn.Module, resolution: int, chunk: int | None = None,
+                 report: Report = quiet) -> np.ndarray:
     """The model's output on every node of a ``resolution^3`` grid -> ``float32 [R, R, R]``.
 
-    Evaluated through the split path in slabs of x (``report("render", x_done, R)``).
+    Evaluated through the split path (:func:`evaluate_grid`, ``chunk`` outputs at a time)
+    in slabs of x of about 262,144 nodes (``report("render", x_done, R)``).
     """
     ax = axis_coords(resolution, _device(model))
     vol = np.empty((resolution,) * 3, np.float32)
-    slab = max(1, chunk // (resolution * resolution))
+    slab = max(1, (1 << 18) // (resolution * resolution))
     for s in range(0, resolution, slab):
         vol[s : s + slab] = evaluate_grid(model, [ax[s : s + slab], ax, ax], chunk=chunk)[..., 0].cpu().numpy()
         report("render", min(s + slab, resolution), resolution)
@@ -55,7 +57,7 @@ def field_volume(model: torch.nn.Module, resolution: int, chunk: int = 1 << 18, 
 
 @torch.no_grad()
 def surface_volume(model: torch.nn.Module, resolution: int, *, seeds: np.ndarray | None = None,
-                   block: int = BLOCK, chunk: int = 1 << 18, report: Report = quiet) -> np.ndarray:
+                   block: int = BLOCK, chunk: int | None = None, report: Report = quiet) -> np.ndarray:
     """The model's field on the ``resolution^3`` grid, exact wherever its zero level passes.
 
     First the nodes of every ``block``-th grid plane (a coarse grid); then every node of
@@ -106,7 +108,7 @@ def surface_volume(model: torch.nn.Module, resolution: int, *, seeds: np.ndarray
 
 
 def _evaluate_blocks(model: torch.nn.Module, ax: torch.Tensor, ci: np.ndarray, todo: np.ndarray, vol: np.ndarray,
-                     chunk: int, evaluated: Callable[[int], None]) -> np.ndarray:
+                     chunk: int | None, evaluated: Callable[[int], None]) -> np.ndarray:
     """Evaluate every node of the ``todo`` blocks into ``vol``; -> the blocks the level set crosses.
 
     One :func:`evaluate_grid` call per (x, y) column of blocks (its z blocks together),
