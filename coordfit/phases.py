@@ -10,17 +10,19 @@ owns no terminal UI and reports through a plain callback the caller passes::
 The time since the previous report (or since :meth:`Phases.finishing` began) belongs to
 the phase the report names, so a signal that interleaves its work (a video renders a
 chunk of frames, scores it, then encodes it) still gets each phase's own seconds.
-:meth:`Phases.report` is such a callback: it times the phases and shows them, a bar per
-phase on a terminal and, elsewhere, a plain line now and then and one when a phase ends.
+:meth:`Phases.report` is such a callback: it times the phases and shows them through
+:class:`coordfit.progress.Progress`, the one progress display (a bar on a terminal, a
+plain line now and then and at each phase's end elsewhere).
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import IO, Any
+from typing import IO
+
+from .progress import Progress
 
 __all__ = ["Phases", "Report", "quiet"]
 
@@ -34,23 +36,23 @@ def quiet(phase: str, done: int, total: int) -> None:
 class Phases:
     """Seconds per phase, and the progress of the phases after training.
 
-    ``show``: None or True shows progress (a rich bar per phase when stdout is a
-    terminal, plain lines on ``stream``, default stderr, elsewhere); False shows
-    nothing but still times. ``every``: seconds between plain lines of a phase.
+    ``show``: None or True shows progress (as :class:`~coordfit.progress.Progress`:
+    a bar on a terminal, plain lines on ``stream``, default stderr, elsewhere, every
+    ``every`` seconds and when a phase ends); False shows nothing but still times.
+
+    One phase is shown at a time: while it runs, reports of phases interleaved with it
+    appear as fields of its display (``metrics 41/120``); each gets its own display when
+    it is reported after the shown one ended.
     """
 
     def __init__(self, show: bool | None = None, *, every: float = 5.0, stream: IO[str] | None = None,
                  terminal: bool | None = None) -> None:
         self.seconds: dict[str, float] = {}
         self.show = show is not False
-        self.every = every
-        self.stream = stream if stream is not None else sys.stderr
-        self.terminal = sys.stdout.isatty() if terminal is None else terminal
+        self._display = {"every": every, "stream": stream, "terminal": terminal}
         self._mark: float | None = None  # when the last report (or finishing()) happened
-        self._bar: Any = None  # rich Progress while finishing() on a terminal
-        self._tasks: dict[str, Any] = {}
-        self._started: dict[str, float] = {}  # phase -> clock time of its first report
-        self._lines: dict[str, float] = {}  # phase -> clock time of its last plain line
+        self._shown: tuple[str, Progress] | None = None  # the phase on display
+        self._others: dict[str, str] = {}  # interleaved phases: "done/total"
 
     def _add(self, name: str, seconds: float) -> None:
         self.seconds[name] = round(self.seconds.get(name, 0.0) + seconds, 3)
@@ -66,22 +68,19 @@ class Phases:
 
     @contextmanager
     def finishing(self) -> Iterator[Report]:
-        """Open the display of the phases after training; yields :meth:`report`."""
+        """Time and show the phases after training; yields :meth:`report`."""
         self._mark = time.perf_counter()
-        if self.show and self.terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn())
-            self._bar.start()
         try:
             yield self.report
         finally:
-            if self._bar is not None:
-                self._bar.stop()
-                self._bar = None
-            self._tasks.clear()
+            self._close()
             self._mark = None
+
+    def _close(self) -> None:
+        if self._shown is not None:
+            self._shown[1].close()
+            self._shown = None
+            self._others.clear()
 
     def report(self, phase: str, done: int, total: int) -> None:
         """``done`` of ``total`` units of ``phase`` are complete (the callback signals call)."""
@@ -89,17 +88,16 @@ class Phases:
         if self._mark is not None:
             self._add(phase, now - self._mark)
         self._mark = now
-        started = self._started.setdefault(phase, now)
         if not self.show:
             return
-        if self._bar is not None:
-            task = self._tasks.get(phase)
-            if task is None:
-                task = self._tasks[phase] = self._bar.add_task(phase, total=total)
-            self._bar.update(task, completed=done, total=total)
+        if self._shown is not None and self._shown[0] != phase:
+            self._others[phase] = f"{done}/{total}"  # shown with the running phase
             return
-        if done >= total or now - self._lines.get(phase, started) >= self.every:
-            self._lines[phase] = now
-            state = "done" if done >= total else f"{100 * done / max(total, 1):3.0f}%"
-            print(f"{phase}  {state}  {done}/{total}  {self.seconds.get(phase, 0.0):.1f} s",
-                  file=self.stream, flush=True)
+        if self._shown is None:
+            bar = Progress(phase, steps=total, unit="", **self._display).__enter__()
+            self._shown = (phase, bar)
+        bar = self._shown[1]
+        bar.steps = total  # a phase may learn its total as it goes
+        bar.update(done, self.seconds.get(phase, 0.0), **self._others)
+        if done >= total:
+            self._close()

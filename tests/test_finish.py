@@ -122,10 +122,24 @@ def test_every_phase_after_training_prints_a_line_off_a_terminal(tmp_path: Path)
         signal.finish(model, tmp_path, report)
         clip.finish(coordfit.create_model("siren", clip.info, width=8), tmp_path, report)
     lines = stream.getvalue().splitlines()
-    done = [line.split()[0] for line in lines if line.split()[1] == "done"]
-    # each phase of each signal once, when it ends
-    assert done == ["label", "render", "mesh", "metrics", "export", "render", "metrics", "export"]
-    assert all(len(line.split()) == 5 and line.split()[-1] == "s" for line in lines), lines
+    ended = [line.split()[0] for line in lines if line.split()[1] == "100%"]
+    # each phase of each signal once, when it ends: `phase  100%  done/total  seconds s`
+    assert ended == ["label", "render", "mesh", "metrics", "export", "render", "metrics", "export"], lines
+    assert all(line.split()[2] == "/".join([line.split()[2].split("/")[1]] * 2) and line.split()[4] == "s"
+               for line in lines if line.split()[1] == "100%"), lines
+
+
+def test_interleaved_phases_show_beside_the_running_one() -> None:
+    stream = io.StringIO()
+    clock = Phases(show=True, terminal=False, stream=stream, every=0.0)
+    with clock.finishing() as report:
+        for chunk in (1, 2, 3):  # as a video: render a chunk, score it, encode it
+            for phase in ("render", "metrics", "export"):
+                report(phase, chunk, 3)
+    lines = [line.split() for line in stream.getvalue().splitlines()]
+    assert [line[0] for line in lines] == ["render", "render", "render", "metrics", "export"]
+    assert lines[1][1:3] == ["67%", "2/3"] and lines[1][5:] == ["metrics", "1/3", "export", "1/3"]
+    assert [line[1] for line in lines[2:]] == ["100%"] * 3
 
 
 def test_render_reports_progress_off_a_terminal(tmp_path: Path, image_png: Path, capsys) -> None:
@@ -134,7 +148,7 @@ def test_render_reports_progress_off_a_terminal(tmp_path: Path, image_png: Path,
     capsys.readouterr()
     coordfit.render(tmp_path / "run", scale=2.0)
     err = capsys.readouterr().err
-    assert "render  done" in err and "export  done" in err
+    assert "render  100%" in err and "export  100%" in err
 
 
 # -- an empty mesh is said ---------------------------------------------------------------------------
