@@ -241,3 +241,24 @@ def test_image_render_size_is_checked_once() -> None:
             render_size(meta, **bad)
         with pytest.raises(coordfit.CoordfitError):
             ImageSignal.default_render_name(meta, **bad)
+
+
+# -- metrics ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("h, w, c", [(40, 52, 3), (9, 5, 1), (3, 8, 2), (2, 8, 3)])
+def test_psnr_and_ssim_equal_scikit_image(h: int, w: int, c: int) -> None:
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    from coordfit.metrics import frame_psnr, frame_ssim, image_psnr, image_ssim
+
+    rng = np.random.default_rng(h)
+    target = rng.random((4, h, w, c))
+    pred = target + rng.normal(0, [[[[0.01]]], [[[0.05]]], [[[0.2]]], [[[0.5]]]], target.shape)  # over- and undershoots
+    win = min(7, h, w) - (1 - min(7, h, w) % 2)
+    for i in range(4):
+        p = np.clip(pred[i], 0, 1)
+        ref_psnr = peak_signal_noise_ratio(target[i], p, data_range=1.0)
+        ref_ssim = structural_similarity(target[i], p, data_range=1.0, channel_axis=-1, win_size=win) if win >= 3 else math.nan
+        assert image_psnr(pred[i], target[i]) == pytest.approx(ref_psnr, abs=1e-9)
+        assert image_ssim(pred[i], target[i]) == pytest.approx(ref_ssim, abs=1e-9, nan_ok=True)
+        assert frame_psnr(pred, target)[i].item() == pytest.approx(ref_psnr, abs=1e-9)
+        assert frame_ssim(pred, target, pixels=4 * w)[i].item() == pytest.approx(ref_ssim, abs=1e-9, nan_ok=True)  # in slabs

@@ -132,15 +132,15 @@ class VideoSignal(GridSignal):
             "source_size": list(self.source_size),
         }
 
-    def _target01(self, start: int, stop: int) -> np.ndarray:
-        return ((self.values[start:stop].float().cpu().numpy() + 1.0) * 0.5).clip(0.0, 1.0)
+    def _target01(self, start: int, stop: int) -> torch.Tensor:
+        return ((self.values[start:stop].float() + 1.0) * 0.5).clamp(0.0, 1.0)  # [n, H, W, C]
 
     def finish(self, model: torch.nn.Module, run_dir: Path | None = None,
                report: Report = quiet) -> tuple[dict[str, Any], list[Path]]:
         """One render, a few frames at a time: each chunk is scored (``psnr`` and ``ssim``,
         means over frames, and ``psnr_per_frame``) and, with a ``run_dir``, encoded into
         ``reconstruction.mp4`` (the fitted clip's frame count, size and frame rate)."""
-        from ..metrics import image_psnr, image_ssim
+        from ..metrics import frame_psnr, frame_ssim
 
         t, h, w = self.shape
         psnr: list[float] = []
@@ -149,9 +149,9 @@ class VideoSignal(GridSignal):
         def scored() -> Iterator[np.ndarray]:
             for pred in render_frames(model, t, h, w, report=report):
                 start, stop = len(psnr), len(psnr) + len(pred)
-                for p, q in zip(pred, self._target01(start, stop)):
-                    psnr.append(image_psnr(p, q))
-                    ssim.append(image_ssim(p, q))
+                target = self._target01(start, stop)  # scored on the signal's device, a chunk at a time
+                psnr.extend(frame_psnr(pred, target).tolist())
+                ssim.extend(frame_ssim(pred, target).tolist())
                 report("metrics", stop, t)
                 yield pred
 
