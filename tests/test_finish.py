@@ -86,6 +86,18 @@ def test_shape_evaluates_its_field_once_and_no_point_by_point(tmp_path: Path) ->
     assert metrics_and_mesh["iou"] == metrics["iou"] and [p.name for p in paths] == ["mesh.ply"]
 
 
+@pytest.mark.parametrize("field", ["occupancy", "sdf"])
+def test_iou_nodes_on_the_label_lattice_take_its_labels_without_winding_numbers(field: str, monkeypatch) -> None:
+    signal = ShapeSignal.load("primitive:box", field=field, label_resolution=41, resolution=41, eval_points=2000)
+    ax = ml.lattice(41)
+    calls, report = _recorder()
+    winding = ml.inside
+    monkeypatch.setattr(ml, "inside", lambda *a: pytest.fail("labelled again"))
+    uni, uni_in, near, near_in = signal._eval_nodes(41, report)
+    assert calls == [] and 0.1 < uni_in.mean() < 0.9  # the box's faces pass through nodes of this lattice
+    assert np.array_equal(uni_in, winding(signal.mesh, ax[uni])) and np.array_equal(near_in, winding(signal.mesh, ax[near]))
+
+
 # -- phases: timed, and reported off a terminal ----------------------------------------------------
 def test_fit_records_sane_phase_seconds(tmp_path: Path, image_png: Path) -> None:
     t0 = time.perf_counter()

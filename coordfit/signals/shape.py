@@ -241,8 +241,10 @@ class ShapeSignal(Signal):
         """Nodes of the ``resolution^3`` grid for the IoU metrics and their inside labels.
 
         ``eval_points`` uniform nodes and as many nodes nearest to surface samples plus
-        N(0, 0.02) offsets, as index arrays ``[n, 3]``; labelled by winding number once per
-        signal and resolution (``report("label", 1, 1)`` when that happens).
+        N(0, 0.02) offsets, as index arrays ``[n, 3]``. On the label lattice (the default
+        ``resolution``) their labels are the training labels, already exact; on another
+        grid they are labelled by winding number, once per signal and resolution
+        (``report("label", 1, 1)`` when that happens).
         """
         key = ("eval_nodes", resolution)
         if key not in self._cache:
@@ -252,9 +254,19 @@ class ShapeSignal(Signal):
             surf, _ = ml.sample_surface(self.mesh, o.eval_points, o.seed + 2)
             near = surf + rng.normal(0.0, 0.02, surf.shape)  # "surface + N(0, 0.01)" in a unit cube
             near = np.clip(np.rint((near + 1.0) * 0.5 * (resolution - 1)), 0, resolution - 1).astype(np.int64)
-            self._cache[key] = (uni, ml.inside(self.mesh, ax[uni]), near, ml.inside(self.mesh, ax[near]))
-            report("label", 1, 1)
+            if resolution == self.shape[0]:
+                self._cache[key] = (uni, self._labelled_inside(uni), near, self._labelled_inside(near))
+            else:
+                self._cache[key] = (uni, ml.inside(self.mesh, ax[uni]), near, ml.inside(self.mesh, ax[near]))
+                report("label", 1, 1)
         return self._cache[key]
+
+    def _labelled_inside(self, nodes: np.ndarray) -> np.ndarray:
+        """The training labels' inside test at lattice nodes ``[n, 3]`` -> ``bool [n]``."""
+        labels = self.labels[..., 0][tuple(torch.from_numpy(nodes.T).to(self.device))]
+        # sdf: an inside node on the surface is labelled -0.0, so the sign bit tells
+        inside = labels > 0.5 if self.options.field == "occupancy" else torch.signbit(labels)
+        return inside.cpu().numpy()
 
     def finish(self, model: torch.nn.Module, run_dir: Path | None = None,
                report: Report = quiet) -> tuple[dict[str, Any], list[Path]]:
