@@ -1,7 +1,8 @@
 """``coordfit nvs bench``: how much the efficient pieces save, measured in one process.
 
-Three tables, one timing protocol (one warm-up call, then the median of ``repeats``
-calls, synchronising the device around each):
+Three tables, timed with coordfit's one timing protocol (:mod:`coordfit.bench.timing`:
+one warm-up call, then the median of ``repeats`` calls, synchronising the device around
+each, the repeats of the variants compared in a row interleaved):
 
 * ``inference``: render ``targets`` views from V input views, lvsm (2 x depth layers)
   vs efficient-lvsm (depth + depth layers) at the same width: equal layer count, as in
@@ -11,19 +12,17 @@ calls, synchronising the device around each):
   efficient-lvsm from scratch vs recomputing lvsm.
 * ``attention``: one attention call (2 heads of 64 channels, tokens on one square grid)
   with full attention (SDPA, and the explicit softmax matrix for reference) vs QuadTree
-  A and B; time and peak memory above what the inputs already hold. On CUDA the peak is
-  ``max_memory_allocated``; on Linux CPUs it is the resident-set high-water mark
-  (``VmHWM``, reset through ``/proc/self/clear_refs`` after ``malloc_trim``) minus the
-  resident set before the call, in a fresh process per row so earlier rows' freed
-  memory cannot hide in the allocator.
+  A and B; time and peak memory above what the inputs already hold
+  (:class:`coordfit.bench.timing.PeakMemory`: ``max_memory_allocated`` on CUDA, the
+  resident-set high-water mark on Linux CPUs), on the CPU in a fresh process per row so
+  earlier rows' freed memory cannot hide in the allocator.
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import multiprocessing as mp
-import platform
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -32,7 +31,8 @@ from typing import Any
 
 import torch
 
-from ..device import synchronize
+from ..bench.timing import PeakMemory, machine_info, time_call, time_interleaved
+from ..errors import CoordfitError
 from ..io import write_json
 from .attention import full_attention, quadtree_attention
 from .layers import NVSConfig
@@ -59,21 +59,27 @@ class BenchConfig:
     quadtree_levels: int = 4
     quadtree_topk: list[int] = field(default_factory=lambda: [8, 8, 8])
     repeats: int = 3
+    """Timed calls per measurement (after one warm-up call); the median is reported."""
     isolate: bool = True
     """On CPU, measure each attention row in a fresh process (honest peak memory)."""
 
+    def validate(self) -> None:
+        """One line on the first value that cannot be measured."""
+        for name in ("width", "depth", "head_dim", "patch", "size", "targets", "repeats", "quadtree_levels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise CoordfitError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if not self.views or min(self.views) < 1:
+            raise CoordfitError(f"--views must be positive, got {self.views}")
+        if not self.tokens or min(self.tokens) < 4:
+            raise CoordfitError(f"--tokens must be at least 4, got {self.tokens}")
+        model = NVSConfig(width=self.width, head_dim=self.head_dim, depth=self.depth, patch=self.patch)
+        model.check()
+        model.check_image(self.size, self.size)
 
-def _time(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
-    """Median wall time in milliseconds after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
 
 
 def _views(n: int, size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -92,23 +98,24 @@ def _model_tables(cfg: BenchConfig, device: torch.device, log: Callable[[str], N
     tc, tk = c2w[:, most:], k[:, most:]
     inference, add_one = [], []
     for v in cfg.views:
-        run_l = lambda v=v: lvsm(imgs[:, :v], c2w[:, :v], k[:, :v], tc, tk)  # noqa: E731
-        run_e = lambda v=v: eff(imgs[:, :v], c2w[:, :v], k[:, :v], tc, tk)  # noqa: E731
-        ms_l, ms_e = _time(run_l, device, cfg.repeats), _time(run_e, device, cfg.repeats)
-        inference.append({"views": v, "lvsm_ms": round(ms_l, 2), "efficient_lvsm_ms": round(ms_e, 2),
-                          "speedup": round(ms_l / ms_e, 2)})
+        stats = time_interleaved({
+            "lvsm": lambda v=v: lvsm(imgs[:, :v], c2w[:, :v], k[:, :v], tc, tk),
+            "efficient": lambda v=v: eff(imgs[:, :v], c2w[:, :v], k[:, :v], tc, tk),
+        }, device, warmup=1, repeats=cfg.repeats)
+        ms_l, ms_e = _ms(stats["lvsm"].median), _ms(stats["efficient"].median)
+        inference.append({"views": v, "lvsm_ms": ms_l, "efficient_lvsm_ms": ms_e, "speedup": round(ms_l / ms_e, 2)})
         log(f"inference  {v:>3} views: lvsm {ms_l:9.1f} ms  efficient {ms_e:8.1f} ms  x{ms_l / ms_e:.2f}")
 
         cache = eff.add_views(None, imgs[:, :v], c2w[:, :v], k[:, :v])
         new = (imgs[:, v : v + 1], c2w[:, v : v + 1], k[:, v : v + 1])
-        run_cache = lambda cache=cache, new=new: eff.render(eff.add_views(cache, *new), tc, tk)  # noqa: E731
-        run_eff = lambda v=v: eff(imgs[:, : v + 1], c2w[:, : v + 1], k[:, : v + 1], tc, tk)  # noqa: E731
-        run_lv = lambda v=v: lvsm(imgs[:, : v + 1], c2w[:, : v + 1], k[:, : v + 1], tc, tk)  # noqa: E731
-        ms_c = _time(run_cache, device, cfg.repeats)
-        ms_r = _time(run_eff, device, cfg.repeats)
-        ms_lv = _time(run_lv, device, cfg.repeats)
-        add_one.append({"views": v, "kv_cache_ms": round(ms_c, 2), "efficient_recompute_ms": round(ms_r, 2),
-                        "lvsm_recompute_ms": round(ms_lv, 2), "speedup_vs_recompute": round(ms_r / ms_c, 2),
+        stats = time_interleaved({
+            "cache": lambda cache=cache, new=new: eff.render(eff.add_views(cache, *new), tc, tk),
+            "efficient": lambda v=v: eff(imgs[:, : v + 1], c2w[:, : v + 1], k[:, : v + 1], tc, tk),
+            "lvsm": lambda v=v: lvsm(imgs[:, : v + 1], c2w[:, : v + 1], k[:, : v + 1], tc, tk),
+        }, device, warmup=1, repeats=cfg.repeats)
+        ms_c, ms_r, ms_lv = (_ms(stats[name].median) for name in ("cache", "efficient", "lvsm"))
+        add_one.append({"views": v, "kv_cache_ms": ms_c, "efficient_recompute_ms": ms_r,
+                        "lvsm_recompute_ms": ms_lv, "speedup_vs_recompute": round(ms_r / ms_c, 2),
                         "speedup_vs_lvsm": round(ms_lv / ms_c, 2)})
         log(f"add 1 view {v:>3} -> {v + 1:>3}: cache {ms_c:8.1f} ms  recompute {ms_r:8.1f} ms  "
             f"lvsm {ms_lv:9.1f} ms  x{ms_r / ms_c:.2f} / x{ms_lv / ms_c:.2f}")
@@ -133,49 +140,13 @@ def _attention_row(kind: str, n: int, cfg: BenchConfig, device_name: str, thread
                 return (q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5).softmax(-1) @ v
             return quadtree_attention(q, k, v, (side, side), levels, topk, variant=kind[-1])
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
+    gc.collect()  # earlier rows' garbage (without --isolate) must not count
+    with PeakMemory(device) as peak:
         call()
-        peak: float | None = torch.cuda.max_memory_allocated(device) - before
-    else:
-        before = _reset_rss_peak()
-        call()
-        peak = _rss_peak() - before if before is not None else None
-    ms = _time(call, device, cfg.repeats)
-    peak_mib = round(peak / 2**20, 1) if peak is not None else None
-    return {"tokens": side * side, "kind": kind, "ms": round(ms, 2), "peak_mib": peak_mib,
+    ms = _ms(time_call(call, device, warmup=1, repeats=cfg.repeats).median)
+    peak_mib = round(peak.bytes / 2**20, 1) if peak.bytes is not None else None
+    return {"tokens": side * side, "kind": kind, "ms": ms, "peak_mib": peak_mib,
             "levels": levels if "quadtree" in kind else 1, "topk": topk if "quadtree" in kind else None}
-
-
-def _status_kib(field_name: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1]) * 1024
-    raise OSError(f"{field_name} not in /proc/self/status")
-
-
-def _reset_rss_peak() -> int | None:
-    """Return the resident set now after resetting its high-water mark (None off Linux)."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return _status_kib("VmRSS")
-    except OSError:
-        return None
-
-
-def _rss_peak() -> int:
-    return _status_kib("VmHWM")
 
 
 def _attention_table(cfg: BenchConfig, device: torch.device, log: Callable[[str], None]) -> list[dict[str, Any]]:
@@ -203,10 +174,7 @@ def run_bench(
     inference, add_one = _model_tables(cfg, device, log)
     attention = _attention_table(cfg, device, log)
     result = {
-        "device": str(device),
-        "cpu": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        "machine": machine_info(device),
         "config": asdict(cfg),
         "seconds": round(time.perf_counter() - t0, 1),
         "inference": inference,
