@@ -10,21 +10,29 @@ A batch is a dict of tensors::
     target_fxfycxcy[B, Vt, 4]
 
 Every batch is a pure function of its index (and the source's seed), so training is
-reproducible, resumable at any step and splits across DDP ranks without overlap.
+reproducible, resumable at any step and splits across DDP ranks without overlap, and
+:func:`batches` can render them ahead of the training step in worker processes without
+changing which batch a step sees.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from ..errors import CoordfitError
+from ..io import ensure_empty_dir
 from .cameras import normalize_poses
 from .procedural import ProceduralConfig, make_scene
-from .scenes import Scene, load_scenes
+from .scenes import Scene, load_scenes, save_scene
 
-__all__ = ["HELD_OUT_SEED", "ViewSource", "scene_batch", "held_out_scenes"]
+__all__ = ["HELD_OUT_SEED", "ViewSource", "scene_batch", "held_out_scenes", "batches", "default_workers",
+           "write_scenes"]
 
 HELD_OUT_SEED = 1_000_000_000
 """Procedural scenes with seeds from here on are never used for training."""
@@ -72,7 +80,9 @@ class ViewSource:
         self.input_views, self.target_views = input_views, target_views
         self.seed, self.size, self.normalize = seed, size, normalize
         self.scenes = load_scenes(scenes) if scenes is not None else None
-        if self.scenes is not None:
+        if self.scenes is None:
+            ProceduralConfig(size=size, views=input_views[1] + target_views).validate()
+        else:
             need = input_views[1] + target_views
             few = [s.name for s in self.scenes if s.num_views < need]
             if few:
@@ -82,6 +92,19 @@ class ViewSource:
                 )
             if len({s.size for s in self.scenes}) > 1:
                 raise CoordfitError("all training scenes must have the same image size")
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)`` of every view this source draws."""
+        return self.scenes[0].size if self.scenes is not None else (self.size, self.size)
+
+    def check_range(self, batches: int, batch_size: int) -> None:
+        """Refuse a run whose batches ``0 .. batches - 1`` would draw held-out procedural scenes."""
+        if self.scenes is None and self.seed * 10_000_000 + batches * batch_size > HELD_OUT_SEED:
+            raise CoordfitError(
+                f"seed {self.seed} with {batches} batches of {batch_size} would draw held-out procedural "
+                f"scenes (seeds from {HELD_OUT_SEED:,}); use a smaller --seed"
+            )
 
     def batch(self, index: int, batch_size: int) -> dict[str, torch.Tensor]:
         """Batch number ``index``; its view count is drawn from ``input_views`` per batch."""
@@ -105,5 +128,81 @@ class ViewSource:
 
 def held_out_scenes(count: int, views: int, size: int = 32) -> list[Scene]:
     """``count`` procedural scenes that training never sees."""
+    _check_count(count)
     cfg = ProceduralConfig(size=size, views=views)
+    cfg.validate()
     return [make_scene(HELD_OUT_SEED + i, cfg) for i in range(count)]
+
+
+def write_scenes(out: str | Path, count: int, cfg: ProceduralConfig, seed: int | None = None) -> Path:
+    """Render ``count`` procedural scenes with seeds ``seed, seed + 1, ...`` (default: the
+    held-out range) into the new or empty folder ``out``, in the scene JSON format."""
+    _check_count(count)
+    cfg.validate()
+    first = HELD_OUT_SEED if seed is None else seed
+    if isinstance(first, bool) or not isinstance(first, int) or not 0 <= first <= 2**63 - count:
+        raise CoordfitError(f"--seed must be an integer from 0 to 2^63 - count, got {seed!r}")
+    out = ensure_empty_dir(out)
+    for i in range(count):
+        save_scene(make_scene(first + i, cfg, name=f"scene_{i:05d}"), out)
+    return out
+
+
+def _check_count(count: int) -> None:
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise CoordfitError(f"--count must be a positive integer, got {count!r}")
+
+
+def default_workers(source: ViewSource) -> int:
+    """Worker processes :func:`batches` uses when not told: rendering procedural scenes is
+    the costly part (about 10 ms a scene on one CPU core), so half the cores render, up to
+    4; batches cut from a scene folder already in memory cost about a millisecond and are
+    drawn in the training process."""
+    return 0 if source.scenes is not None else min(4, max(1, (os.cpu_count() or 2) // 2))
+
+
+class _Batches(Dataset):
+    """Batch ``index(i) = (start + i) * stride + offset`` of a source, for i in range(count)."""
+
+    def __init__(self, source: ViewSource, batch_size: int, start: int, count: int, stride: int, offset: int) -> None:
+        self.source, self.batch_size = source, batch_size
+        self.start, self.count, self.stride, self.offset = start, count, stride, offset
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.source.batch((self.start + i) * self.stride + self.offset, self.batch_size)
+
+
+def _ignore_sigint(_worker_id: int) -> None:
+    """Ctrl-C is the training process's to handle: it stops at a step boundary and saves."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def batches(
+    source: ViewSource,
+    batch_size: int,
+    steps: range,
+    workers: int = 0,
+    stride: int = 1,
+    offset: int = 0,
+    pin_memory: bool = False,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """The batches of training steps ``steps``, in order: step s gets batch ``s * stride + offset``
+    (DDP: stride = world size, offset = rank).
+
+    ``workers > 0`` renders them ahead of the step in that many worker processes
+    (``torch.utils.data.DataLoader``, two batches in flight per worker), which hides the
+    rendering behind the step; ``0`` renders each one when it is asked for. Either way a
+    step's batch depends only on its index, never on timing, so runs stay reproducible
+    and resume exactly. ``pin_memory`` (for CUDA) lets the copy to the device overlap.
+    """
+    data = _Batches(source, batch_size, steps.start, len(steps), stride, offset)
+    if workers <= 0:
+        return (data[i] for i in range(len(data)))
+    loader = DataLoader(
+        data, batch_size=None, shuffle=False, num_workers=workers, prefetch_factor=2,
+        pin_memory=pin_memory, worker_init_fn=_ignore_sigint,
+    )
+    return iter(loader)

@@ -42,7 +42,7 @@ class ProceduralConfig:
     fov_deg: float = 50.0
     """Horizontal field of view."""
 
-    def check(self) -> None:
+    def validate(self) -> None:
         if self.size < 4:
             raise CoordfitError(f"scene size must be at least 4 px, got {self.size}")
         if self.views < 1:
@@ -118,7 +118,7 @@ def _random_cameras(g: torch.Generator, cfg: ProceduralConfig) -> torch.Tensor:
 def make_scene(seed: int, cfg: ProceduralConfig | None = None, name: str | None = None) -> Scene:
     """Render scene number ``seed``: same seed and config, same pixels and cameras."""
     cfg = cfg or ProceduralConfig()
-    cfg.check()
+    cfg.validate()
     g = torch.Generator().manual_seed(int(seed))
     world = _random_world(g, cfg)
     c2w = _random_cameras(g, cfg)
