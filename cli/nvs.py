@@ -1,104 +1,176 @@
-"""``coordfit nvs ...``: scenes, train, eval and bench for the view-synthesis models."""
+"""``coordfit nvs ...``: scenes, train, eval and bench for the view-synthesis models.
+
+Every value is checked by the library (one ``error:`` line, exit 2); the options here
+only parse. Help strings avoid square brackets: rich would read them as markup.
+"""
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
-from ._common import console, handle_errors, parse_options
+from ._common import console, err_console, handle_errors, parse_options
 
 nvs_app = typer.Typer(
     help="Novel-view synthesis: LVSM and Efficient-LVSM (KV cache, QuadTree attention).",
     no_args_is_help=True,
 )
 
+_DEVICE_HELP = "auto | cpu | cuda | mps (auto: CUDA, then MPS, then the CPU)."
+_THREADS_HELP = "CPU threads for torch (default: torch's own choice)."
+
 
 def _threads(threads: Optional[int]) -> None:
     if threads is not None:
+        from coordfit.errors import CoordfitError
+
+        if threads < 1:
+            raise CoordfitError(f"--threads must be a positive integer, got {threads}")
         import torch
 
-        torch.set_num_threads(max(1, threads))
+        torch.set_num_threads(threads)
 
 
 @nvs_app.command("scenes")
 @handle_errors
 def scenes_cmd(
     out: Path = typer.Option(..., "--out", help="Empty or new folder for the scene JSON files and PNGs."),
-    count: int = typer.Option(8, "--count", min=1, help="Number of scenes."),
-    views: int = typer.Option(6, "--views", min=1, help="Views per scene."),
-    size: int = typer.Option(32, "--size", min=4, help="Image height and width in pixels."),
+    count: int = typer.Option(8, "--count", help="Number of scenes."),
+    views: int = typer.Option(6, "--views", help="Views per scene."),
+    size: int = typer.Option(32, "--size", help="Image height and width in pixels (at least 4)."),
     layout: str = typer.Option("hemisphere", "--layout", help="Camera layout: hemisphere | orbit."),
     seed: Optional[int] = typer.Option(
         None, "--seed", help="Seed of the first scene (default: the held-out range, never used in training)."
     ),
 ) -> None:
     """Render random procedural scenes in the scene JSON format."""
-    from coordfit.io import ensure_empty_dir
-    from coordfit.nvs.data import HELD_OUT_SEED
-    from coordfit.nvs.procedural import ProceduralConfig, make_scene
-    from coordfit.nvs.scenes import save_scene
+    from coordfit.nvs.data import write_scenes
+    from coordfit.nvs.procedural import ProceduralConfig
 
     cfg = ProceduralConfig(size=size, views=views, layout=layout)  # type: ignore[arg-type]
-    cfg.check()
-    ensure_empty_dir(out)
-    first = HELD_OUT_SEED if seed is None else seed
-    for i in range(count):
-        save_scene(make_scene(first + i, cfg, name=f"scene_{i:05d}"), out)
+    write_scenes(out, count, cfg, seed)
     console.print(f"wrote {count} scenes ({views} views, {size}x{size}) to {out}")
+
+
+# options that describe a run: --resume continues the run as saved and refuses them
+_RUN_OPTIONS = ("model", "scenes", "procedural", "batch_size", "lr", "warmup", "size", "input_views_min",
+                "input_views_max", "target_views", "ssim_weight", "option", "seed", "checkpoint_every",
+                "log_every", "out")
 
 
 @nvs_app.command("train")
 @handle_errors
 def train_cmd(
+    ctx: typer.Context,
     model: str = typer.Option("efficient-lvsm", "--model", help="lvsm | efficient-lvsm."),
     scenes: Optional[Path] = typer.Option(None, "--scenes", help="Folder of scene JSON files to train on."),
-    procedural: bool = typer.Option(False, "--procedural", help="Train on fresh procedural scenes."),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Total steps [default: 2000; resume: as saved]."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Samples per step (per process)."),
-    lr: float = typer.Option(1e-3, "--lr"),
-    warmup: int = typer.Option(100, "--warmup", min=0),
-    size: int = typer.Option(32, "--size", min=4, help="Procedural image size."),
-    input_views_min: int = typer.Option(2, "--input-views-min", min=1),
-    input_views_max: int = typer.Option(4, "--input-views-max", min=1),
-    target_views: int = typer.Option(2, "--target-views", min=1),
-    ssim_weight: float = typer.Option(0.0, "--ssim-weight", min=0.0, help="Loss = MSE + w (1 - SSIM)."),
-    option: Optional[list[str]] = typer.Option(
-        None, "--option", "-o", help="Model option key=value (width, depth, patch, attention, ...)."
+    procedural: bool = typer.Option(
+        False, "--procedural", help="Train on fresh procedural scenes (for --steps steps: 2000 unless given)."
     ),
-    seed: int = typer.Option(0, "--seed"),
-    checkpoint_every: int = typer.Option(250, "--checkpoint-every", min=1),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/nvs/<model>/<time>/)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    steps: int = typer.Option(2000, "--steps", help="Total steps; with --resume, the saved total unless given."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Samples per step (per process)."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (AdamW, warm-up then cosine decay)."),
+    warmup: int = typer.Option(100, "--warmup", help="Linear warm-up steps (at most --steps)."),
+    size: int = typer.Option(32, "--size", help="Procedural image size in pixels."),
+    input_views_min: int = typer.Option(2, "--input-views-min", help="Fewest input views per sample."),
+    input_views_max: int = typer.Option(4, "--input-views-max", help="Most input views per sample."),
+    target_views: int = typer.Option(2, "--target-views", help="Target views per sample."),
+    ssim_weight: float = typer.Option(0.0, "--ssim-weight", help="Loss = MSE + w (1 - SSIM)."),
+    option: Optional[list[str]] = typer.Option(
+        None, "--option", "-o", help="Model option key=value (width, depth, patch, attention, ...); repeat it."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initial weights and the training scenes."),
+    checkpoint_every: int = typer.Option(250, "--checkpoint-every", help="Steps between checkpoints."),
+    log_every: int = typer.Option(10, "--log-every", help="Steps between log.jsonl lines (loss readings)."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers",
+        help="Processes rendering batches ahead of the step; 0: in the training process "
+        "(default: half the cores up to 4 for procedural scenes, 0 for --scenes).",
+    ),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/nvs/MODEL/TIME/)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder as saved."),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    threads: Optional[int] = typer.Option(None, "--threads", help=_THREADS_HELP),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Train a view-synthesis model (also under torchrun: DDP, gloo on CPU, NCCL on GPU)."""
+    """Train a view-synthesis model (also under torchrun: DDP, gloo on CPU, NCCL on GPU).
+
+    Ctrl-C saves a checkpoint and prints how to continue.
+    """
     from coordfit.errors import CoordfitError
     from coordfit.nvs import train as nvs_train
-    from coordfit.nvs.layers import NVSConfig
+    from coordfit.train import TrainingInterrupted
 
     _threads(threads)
-    if resume is not None:
-        run = nvs_train.resume(resume, steps=steps, device=device, progress=progress)
-        console.print(f"resumed and saved to {run}")
-        return
-    if (scenes is None) == (not procedural):
-        raise CoordfitError("pass exactly one of --scenes DIR or --procedural")
-    model_config = parse_options(option)
-    NVSConfig.from_dict(model_config)  # fail before any work on a bad option (validated there)
-    cfg = nvs_train.TrainConfig(
-        model=model, model_config=model_config, scenes=str(scenes) if scenes else None, size=size,
-        input_views=(input_views_min, input_views_max), target_views=target_views, steps=steps or 2000,
-        batch_size=batch_size, lr=lr, warmup=min(warmup, steps or 2000), ssim_weight=ssim_weight, seed=seed,
-        checkpoint_every=checkpoint_every, device=device,
-    )
-    run = nvs_train.train(cfg, out=out, progress=progress)
-    if os.environ.get("RANK", "0") == "0":  # one line under torchrun, not one per process
+    given = [name for name in _RUN_OPTIONS if _given(ctx, name)]
+    main_rank = os.environ.get("RANK", "0") == "0"  # one line under torchrun, not one per process
+    try:
+        if resume is not None:
+            if given:
+                flags = ", ".join("--" + name.replace("_", "-") for name in given)
+                raise CoordfitError(f"--resume continues {resume} as saved; drop {flags} (only --steps, "
+                                    "--device, --workers, --threads and --progress apply)")
+            with _progress(main_rank, progress, f"resuming {resume} at step {{step}} of {{total}}") as bar:
+                run = nvs_train.resume(resume, steps=steps if _given(ctx, "steps") else None,
+                                       device=device if _given(ctx, "device") else None, workers=workers, progress=bar)
+        else:
+            if (scenes is None) == (not procedural):
+                raise CoordfitError("pass exactly one of --scenes DIR or --procedural")
+            cfg = nvs_train.NVSTrainConfig(
+                model=model, model_config=parse_options(option), scenes=str(scenes) if scenes else None,
+                size=size, input_views=(input_views_min, input_views_max), target_views=target_views,
+                steps=steps, batch_size=batch_size, lr=lr, warmup=min(warmup, steps), ssim_weight=ssim_weight,
+                seed=seed, checkpoint_every=checkpoint_every, log_every=log_every, device=device, workers=workers,
+            )
+            where = "procedural scenes" if procedural else str(scenes)
+            with _progress(main_rank, progress, f"training {model} for {{total}} steps on {where}") as bar:
+                run = nvs_train.train(cfg, out=out, progress=bar)
+    except TrainingInterrupted as exc:
+        if main_rank:
+            err_console.print(f"{exc}; continue with: coordfit nvs train --resume {exc.run_dir}", markup=False)
+        raise typer.Exit(130) from None
+    if main_rank:
         console.print(f"saved to {run}")
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was set on the command line (or its environment), not defaulted."""
+    source = ctx.get_parameter_source(name)  # click's ParameterSource (vendored by recent Typer)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
+@contextmanager
+def _progress(main_rank: bool, bar: bool, headline: str) -> Iterator[Any]:
+    """The trainer's progress callback ``(step, total, seconds, loss)``. Its first call comes
+    once every check has passed, before the first step: it prints ``headline`` (formatted
+    with ``step`` and ``total``) and, with ``bar``, starts a rich progress bar."""
+    if not main_rank:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    shown = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+                     TimeRemainingColumn(), console=err_console, disable=not bar)
+    task: list[Any] = []
+
+    def update(step: int, total: int, seconds: float, loss: float) -> None:
+        if not task:
+            err_console.print(headline.format(step=step, total=total), markup=False)
+            task.append(shown.add_task("train", total=total, completed=step, loss="-"))
+            shown.start()
+        shown.update(task[0], completed=step, loss="-" if math.isnan(loss) else f"{loss:.4f}")
+
+    try:
+        yield update
+    finally:
+        if task:
+            shown.stop()
 
 
 @nvs_app.command("eval")
@@ -108,12 +180,13 @@ def eval_cmd(
         None, "--checkpoint", help="Run folder or .safetensors (default: the shipped checkpoint)."
     ),
     scenes: Optional[Path] = typer.Option(None, "--scenes", help="Folder of held-out scenes (default: procedural)."),
-    count: int = typer.Option(32, "--count", min=1, help="Procedural held-out scenes when --scenes is not given."),
-    views: int = typer.Option(6, "--views", min=2, help="Views per procedural scene."),
-    size: int = typer.Option(32, "--size", min=4, help="Procedural image size."),
-    input_views: int = typer.Option(2, "--input-views", min=1, help="The first N views are inputs."),
-    device: str = typer.Option("auto", "--device"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the scores here."),
+    count: int = typer.Option(32, "--count", help="Procedural held-out scenes when --scenes is not given."),
+    views: int = typer.Option(6, "--views", help="Views per procedural scene (inputs + targets)."),
+    size: int = typer.Option(32, "--size", help="Procedural image size in pixels."),
+    input_views: int = typer.Option(2, "--input-views", help="The first N views of a scene are inputs."),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    threads: Optional[int] = typer.Option(None, "--threads", help=_THREADS_HELP),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the scores to this new file."),
 ) -> None:
     """PSNR/SSIM on held-out views beside nearest-view and mean-of-inputs baselines."""
     from coordfit.device import resolve_device
@@ -124,8 +197,10 @@ def eval_cmd(
     from coordfit.nvs.registry import load_model
     from coordfit.nvs.scenes import load_scenes
 
+    _threads(threads)
     if json_out is not None and json_out.exists():
         raise CoordfitError(f"--json {json_out} exists; choose a new file")
+    # the checkpoint and the scenes first, the device last: a missing file is reported as such everywhere
     model, info = load_model(checkpoint)
     held = load_scenes(scenes) if scenes is not None else held_out_scenes(count, views, size)
     normalize = bool(info.get("normalize_poses", False))
@@ -140,20 +215,24 @@ def eval_cmd(
 @handle_errors
 def bench_cmd(
     out: Optional[Path] = typer.Option(
-        None, "--out", help="New JSON file for the results (default runs/nvs/bench/<time>/bench.json)."
+        None, "--out", help="New JSON file for the results (default runs/nvs/bench/TIME/bench.json)."
     ),
-    views: Optional[list[int]] = typer.Option(None, "--views", help="Input view counts (repeat the option)."),
-    tokens: Optional[list[int]] = typer.Option(None, "--tokens", help="Token counts for the attention bench."),
-    width: int = typer.Option(128, "--width"),
-    head_dim: int = typer.Option(64, "--head-dim"),
-    depth: int = typer.Option(4, "--depth", help="Layers per stream (lvsm gets 2x)."),
-    targets: int = typer.Option(8, "--targets", min=1, help="Target views rendered per call."),
-    repeats: int = typer.Option(3, "--repeats", min=1),
+    views: Optional[list[int]] = typer.Option(
+        None, "--views", help="Input view counts (repeat the option; default 2 4 8 16 32)."
+    ),
+    tokens: Optional[list[int]] = typer.Option(
+        None, "--tokens", help="Token counts for the attention table, rounded down to a square (default 1024 4096 16384)."
+    ),
+    width: int = typer.Option(128, "--width", help="Token width of both models."),
+    head_dim: int = typer.Option(64, "--head-dim", help="Channels per attention head."),
+    depth: int = typer.Option(4, "--depth", help="Layers per stream of efficient-lvsm (lvsm gets 2x)."),
+    targets: int = typer.Option(8, "--targets", help="Target views rendered per call."),
+    repeats: int = typer.Option(3, "--repeats", help="Timed calls per row (the median is reported)."),
     isolate: bool = typer.Option(
         True, "--isolate/--no-isolate", help="CPU: one fresh process per attention row (honest peak memory)."
     ),
-    device: str = typer.Option("auto", "--device"),
-    threads: Optional[int] = typer.Option(None, "--threads"),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    threads: Optional[int] = typer.Option(None, "--threads", help=_THREADS_HELP),
 ) -> None:
     """Time lvsm vs efficient-lvsm, KV-cache add-one-view, QuadTree vs full attention."""
     from coordfit.device import resolve_device
@@ -161,19 +240,18 @@ def bench_cmd(
     from coordfit.nvs.bench import BenchConfig, format_tables, run_bench
 
     _threads(threads)
-    if any(int(v) < 1 for v in views or []) or any(int(t) < 4 for t in tokens or []):
-        raise CoordfitError("--views must be >= 1 and --tokens >= 4")
+    cfg = BenchConfig(width=width, head_dim=head_dim, depth=depth, targets=targets, repeats=repeats, isolate=isolate)
+    if views:
+        cfg.views = list(views)
+    if tokens:
+        cfg.tokens = list(tokens)
+    cfg.validate()
     if out is None:
         from coordfit.io import new_run_dir
 
         out = new_run_dir("nvs", "bench") / "bench.json"
     elif out.exists():
         raise CoordfitError(f"--out {out} exists; choose a new file")
-    cfg = BenchConfig(width=width, head_dim=head_dim, depth=depth, targets=targets, repeats=repeats, isolate=isolate)
-    if views:
-        cfg.views = list(views)
-    if tokens:
-        cfg.tokens = list(tokens)
     result = run_bench(cfg, resolve_device(device), out, log=lambda s: console.print(s, soft_wrap=True, markup=False))
     console.print(format_tables(result), markup=False, soft_wrap=True)
     console.print(f"wrote {out} in {result['seconds']} s")

@@ -1,6 +1,8 @@
 """``coordfit nvs`` through typer's CliRunner: scenes -> train -> eval -> bench, and bad input."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -48,8 +50,17 @@ def test_scenes_train_eval_round_trip(tmp_path):
     scores = json.loads((tmp_path / "scores.json").read_text())
     assert scores["scenes"] == 2 and 0 < scores["model"]["psnr"] < 60
     # resume adds steps to the same folder
-    _ok(["train", "--resume", run, "--steps", 4, "--no-progress", "--device", "cpu"])
+    out = _ok(["train", "--resume", run, "--steps", 4, "--no-progress", "--device", "cpu"])
+    assert f"resuming {run} at step 3 of 4" in out
     assert json.loads((run / "train_state.json").read_text())["step"] == 4
+
+
+def _tiny_run(tmp_path, steps=2, *extra):
+    run = tmp_path / "run"
+    _ok(["train", "--procedural", "--steps", steps, "--batch-size", 1, "--size", 8, "--input-views-min", 1,
+         "--input-views-max", 1, "--target-views", 1, "-o", "width=16", "-o", "head_dim=8", "-o", "depth=1",
+         "--workers", 0, "--out", run, "--no-progress", "--device", "cpu", *extra])
+    return run
 
 
 def test_bad_input_gives_one_error_line(tmp_path):
@@ -57,14 +68,85 @@ def test_bad_input_gives_one_error_line(tmp_path):
     _ok(["scenes", "--count", 1, "--views", 2, "--size", 8, "--out", scenes])
     _bad(["scenes", "--count", 1, "--out", scenes], "not empty")
     _bad(["scenes", "--count", 1, "--layout", "spiral", "--out", tmp_path / "x"], "layout")
+    _bad(["scenes", "--count", 0, "--out", tmp_path / "x"], "--count must be a positive integer")
+    _bad(["scenes", "--seed", -1, "--out", tmp_path / "x"], "--seed must be")
     _bad(["train", "--steps", 1], "exactly one of --scenes DIR or --procedural")
     _bad(["train", "--procedural", "-o", "attention=sparse", "--out", tmp_path / "r"], "attention must be one of")
     _bad(["train", "--procedural", "-o", "nope=1", "--out", tmp_path / "r"], "has no option 'nope'")
+    _bad(["train", "--procedural", "-o", "width=abc", "--out", tmp_path / "r"], "width='abc' must be int")
+    for flag, value, message in [("--steps", 0, "--steps must be a positive integer"),
+                                 ("--lr", -1, "--lr must be a finite number > 0"), ("--lr", "nan", "--lr must be"),
+                                 ("--batch-size", 0, "--batch-size"), ("--warmup", -1, "--warmup"),
+                                 ("--size", 30, "not divisible by patch 4"), ("--input-views-min", 0, "input views"),
+                                 ("--target-views", 0, "--target-views"), ("--ssim-weight", -1, "--ssim-weight"),
+                                 ("--seed", 500, "held-out"), ("--checkpoint-every", 0, "--checkpoint-every"),
+                                 ("--log-every", 0, "--log-every"), ("--workers", -1, "--workers"),
+                                 ("--threads", 0, "--threads"), ("--device", "tpu", "unknown device")]:
+        _bad(["train", "--procedural", flag, value, "--out", tmp_path / "r"], message)
+    assert not (tmp_path / "r").exists()  # refused before anything was written
+    # the checkpoint is checked before the device, so a missing one is reported as such on any machine
     _bad(["eval", "--checkpoint", tmp_path / "missing"], "does not exist")
-    _bad(["eval", "--checkpoint", tmp_path / "missing", "--device", "cuda"] if torch.cuda.is_available()
-         else ["train", "--procedural", "--device", "cuda", "--out", tmp_path / "c"], "CUDA")
+    _bad(["eval", "--checkpoint", tmp_path / "missing", "--device", "cuda"], "does not exist")
+    if not torch.cuda.is_available():
+        _bad(["train", "--procedural", "--device", "cuda", "--out", tmp_path / "c"], "CUDA is not available")
+    for flag, value, message in [("--count", 0, "--count"), ("--views", 0, "views must be at least 1"),
+                                 ("--input-views", 2, "more than 2 views"), ("--threads", -2, "--threads")]:
+        _bad(["eval", "--views", 2, flag, value], message)
+    for flag, value, message in [("--repeats", 0, "--repeats"), ("--width", 30, "not a multiple of head_dim"),
+                                 ("--views", 0, "--views"), ("--tokens", 2, "--tokens"), ("--depth", 0, "--depth")]:
+        _bad(["bench", flag, value, "--out", tmp_path / "b.json"], message)
     (scenes / "scene_00000.json").write_text('{"frames": [{"image_path": "a.png"}]}')
     _bad(["train", "--scenes", scenes, "--out", tmp_path / "r2"], "has no 'fxfycxcy'")
+
+
+def test_resume_refusals_leave_the_run_as_it_was(tmp_path):
+    run = _tiny_run(tmp_path)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    _bad(["train", "--resume", run, "--steps", 1], "already reached 2 steps; pass --steps larger")
+    _bad(["train", "--resume", run], "already reached 2 steps")
+    _bad(["train", "--resume", run, "--steps", 5, "--lr", 1, "-o", "width=8"], "drop --lr, --option")
+    _bad(["train", "--resume", run, "--steps", 5, "--device", "tpu"], "unknown device")
+    _bad(["train", "--resume", tmp_path / "nowhere", "--steps", 5], "not a view-synthesis run folder")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_ctrl_c_saves_and_says_how_to_continue(tmp_path, monkeypatch):
+    from coordfit.nvs import train as nvs_train
+
+    append = nvs_train._append_log
+
+    def log_then_ctrl_c(run, row):  # Ctrl-C right after the first log line
+        append(run, row)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(nvs_train, "_append_log", log_then_ctrl_c)
+    run = tmp_path / "run"
+    res = runner.invoke(nvs_app, [str(a) for a in ["train", "--procedural", "--steps", 6, "--log-every", 2,
+                                                   "--batch-size", 1, "--size", 8, "--input-views-min", 1,
+                                                   "--input-views-max", 1, "--target-views", 1, "-o", "width=16",
+                                                   "-o", "head_dim=8", "-o", "depth=1", "--workers", 0,
+                                                   "--out", run, "--no-progress", "--device", "cpu"]])
+    assert res.exit_code == 130, res.output
+    assert res.output.splitlines()[-1] == (f"interrupted at step 3; checkpoint saved in {run}; "
+                                           f"continue with: coordfit nvs train --resume {run}")
+    assert json.loads((run / "train_state.json").read_text())["step"] == 3
+    monkeypatch.undo()
+    _ok(["train", "--resume", run, "--device", "cpu", "--no-progress"])
+    assert json.loads((run / "train_state.json").read_text())["step"] == 6
+
+
+def test_every_option_has_help_that_survives_rich_markup():
+    import typer.main
+
+    group = typer.main.get_command(nvs_app)
+    for name, command in group.commands.items():
+        for param in command.params:
+            if param.name != "help":
+                assert param.help, f"nvs {name} {param.name} has no help"
+    res = runner.invoke(nvs_app, ["train", "--help"], env={"COLUMNS": "200"}, terminal_width=200)
+    text = " ".join(res.output.split())
+    assert "Total steps; with --resume, the saved total unless given. [default: 2000]" in text, text
+    assert "(for --steps steps: 2000 unless given)" in text
 
 
 def test_bench_writes_json(tmp_path):

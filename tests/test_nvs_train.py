@@ -1,6 +1,10 @@
-"""Training: the loss falls, checkpoints resume, DDP with 2 CPU processes keeps replicas in sync."""
+"""Training: the loss falls, checkpoints resume exactly (also after Ctrl-C), refused resumes
+change nothing, DDP with 2 CPU processes keeps replicas in sync."""
 
 import json
+import math
+import os
+import signal
 import socket
 
 import pytest
@@ -9,9 +13,10 @@ import torch.multiprocessing as mp
 
 from coordfit.errors import CoordfitError
 from coordfit.nvs import NVSConfig, create_model, load_model
-from coordfit.nvs.data import ViewSource, held_out_scenes
+from coordfit.nvs.data import ViewSource, batches, held_out_scenes
 from coordfit.nvs.evaluate import baselines, evaluate
-from coordfit.nvs.train import TrainConfig, lr_at, resume, train
+from coordfit.nvs.train import NVSTrainConfig, lr_at, resume, train
+from coordfit.train import TrainingInterrupted
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -22,7 +27,7 @@ TINY = dict(width=32, head_dim=16, depth=1, patch=4)
 def _cfg(**kw):
     base = dict(model="efficient-lvsm", model_config=TINY, size=16, input_views=(2, 3), target_views=1,
                 steps=40, batch_size=4, lr=3e-3, warmup=5, log_every=5, checkpoint_every=20, device="cpu")
-    return TrainConfig(**{**base, **kw})
+    return NVSTrainConfig(**{**base, **kw})
 
 
 def _log(run):
@@ -41,7 +46,7 @@ def test_tiny_training_lowers_the_loss_and_resumes(tmp_path):
     torch.manual_seed(0)
     model = create_model("efficient-lvsm", NVSConfig(**TINY))
     before = _fixed_loss(model)
-    run = train(_cfg(steps=60, lr=5e-3, batch_size=8), out=tmp_path / "run", progress=False, model=model)
+    run = train(_cfg(steps=60, lr=5e-3, batch_size=8), out=tmp_path / "run", progress=None, model=model)
     after = _fixed_loss(model)
     assert after < 0.8 * before, (before, after)  # on scenes training never saw (0.049 -> 0.034)
     rows = _log(run)
@@ -50,18 +55,18 @@ def test_tiny_training_lowers_the_loss_and_resumes(tmp_path):
     assert json.loads((run / "train_state.json").read_text())["step"] == 60
     assert json.loads((run / "config.json").read_text())["model_config"] == TINY
     # resume to more steps continues from step 60 with the saved optimizer
-    resume(run, steps=70, progress=False)
+    resume(run, steps=70, progress=None)
     assert json.loads((run / "train_state.json").read_text())["step"] == 70
     assert _log(run)[-1]["step"] == 70
     model, info = load_model(run)
     assert info["steps"] == 70 and model.cfg.width == 32
     # a non-empty --out is refused, never overwritten
     with pytest.raises(CoordfitError, match="not empty"):
-        train(_cfg(steps=1), out=run, progress=False)
+        train(_cfg(steps=1), out=run, progress=None)
 
 
 def test_lr_schedule_warms_up_then_decays():
-    cfg = TrainConfig(steps=100, warmup=10, lr=1.0, min_lr_ratio=0.1)
+    cfg = NVSTrainConfig(steps=100, warmup=10, lr=1.0, min_lr_ratio=0.1)
     assert lr_at(0, cfg) == pytest.approx(0.1)
     assert lr_at(9, cfg) == pytest.approx(1.0)
     assert lr_at(10, cfg) == pytest.approx(1.0)
@@ -75,6 +80,164 @@ def test_batches_are_reproducible_and_distinct():
     assert torch.equal(a["images"], b["images"])
     assert a["target"].shape[1] == 2 and 2 <= a["images"].shape[1] <= 4
     assert not torch.equal(a["target"], c["target"])
+
+
+def test_batches_rendered_ahead_in_workers_are_the_batches_of_their_steps():
+    src = ViewSource(None, size=8, input_views=(2, 4), target_views=1, seed=3)
+    ahead = list(batches(src, 2, range(3, 6), workers=1, stride=2, offset=1))  # DDP rank 1 of 2
+    assert len(ahead) == 3
+    for step, batch in zip(range(3, 6), ahead):
+        want = src.batch(step * 2 + 1, 2)
+        assert batch.keys() == want.keys() and all(torch.equal(batch[k], want[k]) for k in want)
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_ctrl_c_saves_at_a_step_boundary_and_resume_is_exact(tmp_path):
+    """A run interrupted at step 4 and resumed (batches rendered by a worker process, then
+    in the training process) ends with the same weights, bit for bit, as one run straight
+    through."""
+    cfg = dict(steps=7, log_every=2, checkpoint_every=100)
+    torch.manual_seed(0)
+    straight = create_model("efficient-lvsm", NVSConfig(**TINY))
+    train(_cfg(**cfg, workers=0), out=tmp_path / "straight", model=straight)
+
+    def ctrl_c_after_step_3(step, total, seconds, loss):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # handled at the next step boundary
+
+    run = tmp_path / "interrupted"
+    with pytest.raises(TrainingInterrupted, match=f"interrupted at step 4; checkpoint saved in {run}"):
+        train(_cfg(**cfg, workers=1), out=run, progress=ctrl_c_after_step_3)
+    assert json.loads((run / "train_state.json").read_text())["step"] == 4
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    resume(run, workers=0)
+    resumed, info = load_model(run)
+    assert info["steps"] == 7
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, atol=0, rtol=0)
+    assert [r["step"] for r in _log(run)] == [2, 4, 6, 7]
+
+
+def test_the_loss_is_read_at_log_steps_only(tmp_path, monkeypatch):
+    """No per-step host sync: float() of a tensor happens once per log line, and the line
+    holds the mean loss since the previous one."""
+    reads = []
+    original = torch.Tensor.__float__
+
+    def counting(self):
+        reads.append(self.numel())
+        return original(self)
+
+    monkeypatch.setattr(torch.Tensor, "__float__", counting)
+    seen = []
+    run = train(_cfg(steps=8, log_every=4, workers=1), out=tmp_path / "run",  # the renderer reads floats
+                progress=lambda step, total, seconds, loss: seen.append((step, loss)))
+    monkeypatch.undo()
+    assert len(reads) == 2  # steps 4 and 8
+    rows = _log(run)
+    assert [r["step"] for r in rows] == [4, 8] and all(0 < r["loss"] < 1 for r in rows)
+    assert [step for step, _ in seen] == list(range(9))  # once before the first step, then every step
+    assert math.isnan(seen[3][1]) and seen[4][1] == rows[0]["loss"] and seen[7][1] == rows[0]["loss"]
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_refused_resumes_change_nothing(tmp_path):
+    run = train(_cfg(steps=2, workers=0), out=tmp_path / "run")
+    good = _snapshot(run)
+
+    def refused(message, **kw):
+        before = _snapshot(run)
+        with pytest.raises(CoordfitError, match=message):
+            resume(run, **kw)
+        assert _snapshot(run) == before
+
+    refused("already reached 2 steps", steps=1)
+    refused("already reached 2 steps", steps=2)
+    refused("already reached 2 steps")
+    refused("unknown device", steps=5, device="tpu")
+    refused("--workers must be an integer >= 0", steps=5, workers=-1)
+    config = json.loads(good["config.json"])
+    for name, text, message in [
+        ("model.safetensors", b"garbage", "is torn: model.safetensors"),  # checked against checkpoint.json
+        ("optimizer.safetensors", None, "incomplete: optimizer.safetensors is missing"),
+        ("train_state.json", b'{"step": "two"}', "is torn: train_state.json"),
+        ("config.json", b"[]", "must be a JSON object"),
+        ("config.json", json.dumps({**config, "stpes": 3}).encode(), "unknown training options"),
+        ("config.json", json.dumps({**config, "lr": -1}).encode(), "--lr must be a finite number > 0"),
+        ("config.json", json.dumps({**config, "model_config": {"width": "abc"}}).encode(), "must be int"),
+    ]:
+        if text is None:
+            (run / name).unlink()
+        else:
+            (run / name).write_bytes(text)
+        refused(message, steps=5)
+        (run / name).write_bytes(good[name])
+    resume(run, steps=3)  # the folder is still good
+    assert json.loads((run / "train_state.json").read_text())["step"] == 3
+    assert json.loads((run / "config.json").read_text())["steps"] == 3
+
+
+def test_a_failed_start_leaves_the_folder_reusable(tmp_path):
+    def crash(step, total, seconds, loss):
+        raise RuntimeError("disk on fire")
+
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        train(_cfg(steps=2, workers=0), out=out, progress=crash)
+    assert not out.exists()
+    out.mkdir()
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        train(_cfg(steps=2, workers=0), out=out, progress=crash)
+    assert out.is_dir() and not any(out.iterdir())  # a folder the user made stays, empty
+    train(_cfg(steps=2, workers=0), out=out)
+    assert json.loads((out / "train_state.json").read_text())["step"] == 2
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(steps=0), "--steps must be a positive integer"),
+    (dict(steps=2.5), "--steps must be a positive integer"),
+    (dict(lr=-1.0), "--lr must be a finite number > 0"),
+    (dict(lr=math.nan), "--lr must be"),
+    (dict(lr=math.inf), "--lr must be"),
+    (dict(warmup=-1), "--warmup must be an integer >= 0"),
+    (dict(batch_size=0), "--batch-size must be"),
+    (dict(checkpoint_every=0), "--checkpoint-every must be"),
+    (dict(log_every=0), "--log-every must be"),
+    (dict(ssim_weight=-0.5), "--ssim-weight must be"),
+    (dict(seed=-1), "--seed must be"),
+    (dict(workers=-1), "--workers must be"),
+    (dict(size=3), "--size must be"),
+    (dict(input_views=(3, 2)), "input views must be a range"),
+    (dict(model="nerf"), "unknown view-synthesis model"),
+    (dict(model_config={"width": "abc"}), "width='abc' must be int"),
+    (dict(model_config={"head_dim": 0}), "must be positive"),
+    (dict(device="tpu"), "unknown device"),
+])
+def test_config_refuses_bad_values_with_one_line(change, message):
+    with pytest.raises(CoordfitError, match=message):
+        _cfg(**change).validate()
+    data = {**_cfg().to_dict(), **change}
+    with pytest.raises(CoordfitError, match=message):
+        NVSTrainConfig.from_dict(data)
+
+
+def test_config_round_trips_and_refuses_unknown_keys():
+    cfg = _cfg(workers=2)
+    assert NVSTrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(CoordfitError, match=r"unknown training options \['stpes'\]"):
+        NVSTrainConfig.from_dict({"stpes": 3})
+
+
+def test_seeds_that_would_reach_the_held_out_scenes_are_refused(tmp_path):
+    with pytest.raises(CoordfitError, match="held-out"):
+        train(_cfg(seed=99, steps=200_000, batch_size=8), out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_evaluate_reports_model_and_baselines():
@@ -108,7 +271,7 @@ def _ddp_worker(rank, world, port, out, result_dir):
     torch.manual_seed(123)  # DDP broadcasts rank 0's weights anyway
     model = create_model("efficient-lvsm", NVSConfig(**TINY))
     start = {k: v.clone() for k, v in model.state_dict().items()}
-    train(_cfg(steps=3, log_every=1, checkpoint_every=3), out=out, progress=False, model=model)
+    train(_cfg(steps=3, log_every=1, checkpoint_every=3), out=out, progress=None, model=model)
     moved = max((v - start[k]).abs().max().item() for k, v in model.state_dict().items())
     torch.save({"state": model.state_dict(), "moved": moved}, f"{result_dir}/rank{rank}.pt")
     torch.distributed.destroy_process_group()

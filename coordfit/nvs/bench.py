@@ -74,7 +74,7 @@ class BenchConfig:
         if not self.tokens or min(self.tokens) < 4:
             raise CoordfitError(f"--tokens must be at least 4, got {self.tokens}")
         model = NVSConfig(width=self.width, head_dim=self.head_dim, depth=self.depth, patch=self.patch)
-        model.check()
+        model.validate()
         model.check_image(self.size, self.size)
 
 

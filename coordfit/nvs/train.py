@@ -2,11 +2,22 @@
 
 Run folder layout (written by rank 0)::
 
-    config.json            TrainConfig + model config, written before the first step
+    config.json            NVSTrainConfig + model config, written before the first step
     model.safetensors      weights (+ model.json: model name and config, for load_model)
-    optimizer.safetensors  AdamW state      } present while training can resume
-    train_state.json       step, last loss  }
+    optimizer.safetensors  AdamW state      } the checkpoint: present while training can
+    train_state.json       step, last loss  } resume, written by _save, read by _load
     log.jsonl              one line per logged step
+
+Everything a run depends on is checked before anything is written: a refused command
+leaves the folder as it was, and a start that fails before its first checkpoint removes
+what it wrote, so the same ``--out`` can be used again.
+
+The step does only the step. Batches are rendered ahead of it in worker processes
+(:func:`coordfit.nvs.data.batches`); the loss stays on the device and is read every
+``log_every`` steps (the mean since the previous reading; under DDP the only
+all-reduce outside the gradients). Ctrl-C (SIGINT) lets the step in flight finish, saves
+a checkpoint and raises :class:`coordfit.train.TrainingInterrupted`; under DDP the ranks
+agree to stop at the next log step. A second Ctrl-C interrupts at once, without saving.
 
 Under ``torchrun --nproc-per-node N`` (``WORLD_SIZE`` > 1 in the environment) each
 process joins a process group (NCCL on CUDA, gloo otherwise), wraps the model in
@@ -18,7 +29,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import signal
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -27,21 +42,30 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from ..checkpoint import (find_checkpoint, load_optimizer, load_train_state, save_optimizer, save_train_state,
-                          write_checkpoint)
+from ..checkpoint import (clean_stale, find_checkpoint, load_optimizer, load_train_state, save_optimizer,
+                          save_train_state, write_checkpoint)
 from ..device import resolve_device
 from ..errors import CoordfitError
 from ..io import new_run_dir, read_json, write_json
-from .data import ViewSource
+from ..train import TrainingInterrupted
+from .data import ViewSource, batches, default_workers
 from .layers import NVSConfig
 from .metrics import ssim
-from .registry import create_model, load_model, save_model
+from .registry import create_model, list_models, load_model, save_model
 
-__all__ = ["TrainConfig", "train", "resume", "lr_at"]
+__all__ = ["NVSTrainConfig", "ProgressCallback", "train", "resume", "lr_at"]
+
+ProgressCallback = Callable[[int, int, float, float], None]
+"""``progress(step, total, seconds, loss)``, on rank 0 only: once before the first step
+(once every check has passed and the run folder exists), then after every step. ``step``
+done so far of ``total``, ``seconds`` since this process started training, ``loss`` the
+last value read (at a log step; NaN before the first). Host numbers only: cheap to call."""
+
+_DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass
-class TrainConfig:
+class NVSTrainConfig:
     """Everything a training run depends on; saved as config.json in the run folder."""
 
     model: str = "efficient-lvsm"
@@ -59,38 +83,186 @@ class TrainConfig:
     normalize_poses: bool = False
     """Re-express poses in the mean input camera frame (useful for real captures)."""
     steps: int = 2000
+    """Total optimiser steps."""
     batch_size: int = 8
     """Samples per step per process."""
     lr: float = 1e-3
+    """Peak learning rate."""
     warmup: int = 100
     """Linear warm-up steps before the cosine decay."""
     min_lr_ratio: float = 0.05
     """Cosine floor as a fraction of lr."""
     weight_decay: float = 0.05
+    """AdamW weight decay."""
     grad_clip: float = 1.0
+    """Gradient norm clip."""
     ssim_weight: float = 0.0
     """Loss = MSE + ssim_weight * (1 - SSIM)."""
     seed: int = 0
+    """Seeds the initial weights and the training scenes."""
     checkpoint_every: int = 250
+    """Steps between checkpoints (one is also saved at the end and on Ctrl-C)."""
     log_every: int = 10
+    """Steps between log.jsonl lines (and loss readings)."""
     device: str = "auto"
     """auto | cpu | cuda | mps."""
+    workers: int | None = None
+    """Processes rendering batches ahead of the step; 0 renders in the training process;
+    None: coordfit.nvs.data.default_workers."""
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        cfg = cls(**{k: v for k, v in data.items() if k in known})
-        cfg.input_views = tuple(cfg.input_views)  # type: ignore[assignment]
+    def from_dict(cls, data: Any) -> NVSTrainConfig:
+        """Build and :meth:`validate` a config from its JSON form; unknown keys are refused."""
+        if not isinstance(data, dict):
+            raise CoordfitError(f"a training config must be a JSON object, got {type(data).__name__}")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise CoordfitError(f"unknown training options {unknown}; known: {known}")
+        data = dict(data)
+        if isinstance(data.get("input_views"), list):
+            data["input_views"] = tuple(data["input_views"])
+        cfg = cls(**data)
+        cfg.validate()
         return cfg
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
+    def validate(self) -> None:
+        """Check every field's type and range, and the model options; one line on the first fault."""
+        if self.model not in list_models():
+            raise CoordfitError(f"unknown view-synthesis model {self.model!r}; choose from {', '.join(list_models())}")
+        for name, low in (("steps", 1), ("batch_size", 1), ("warmup", 0), ("size", 4), ("target_views", 1),
+                          ("seed", 0), ("checkpoint_every", 1), ("log_every", 1)):
+            _check_int(name, getattr(self, name), low)
+        if self.workers is not None:
+            _check_int("workers", self.workers, 0)
+        for name, positive in (("lr", True), ("grad_clip", True), ("weight_decay", False), ("ssim_weight", False)):
+            _check_float(name, getattr(self, name), positive)
+        _check_float("min_lr_ratio", self.min_lr_ratio, positive=False)
+        if self.min_lr_ratio > 1:
+            raise CoordfitError(f"--min-lr-ratio must be at most 1, got {self.min_lr_ratio}")
+        views = self.input_views
+        if not (isinstance(views, tuple) and len(views) == 2 and all(_is_int(v) for v in views)
+                and 1 <= views[0] <= views[1]):
+            raise CoordfitError(f"input views must be a range 1 <= min <= max, got {views!r}")
+        if self.scenes is not None and not isinstance(self.scenes, str):
+            raise CoordfitError(f"scenes must be a folder name, got {self.scenes!r}")
+        if not isinstance(self.normalize_poses, bool):
+            raise CoordfitError(f"normalize_poses must be true or false, got {self.normalize_poses!r}")
+        if self.device not in _DEVICES and not (isinstance(self.device, str) and re.fullmatch(r"cuda:\d+", self.device)):
+            raise CoordfitError(f"unknown device {self.device!r} (choose auto, cpu, cuda or mps)")
+        if not isinstance(self.model_config, dict):
+            raise CoordfitError(f"model options must be a JSON object, got {self.model_config!r}")
+        NVSConfig.from_dict(self.model_config)  # refuses unknown keys and values of the wrong type, validates
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if not _is_int(value) or value < low:
+        what = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise CoordfitError(f"--{name.replace('_', '-')} must be {what}, got {value!r}")
+
+
+def _check_float(name: str, value: Any, positive: bool) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (positive and value == 0):
+        what = "a finite number > 0" if positive else "a finite number >= 0"
+        raise CoordfitError(f"--{name.replace('_', '-')} must be {what}, got {value!r}")
+
+
+def lr_at(step: int, cfg: NVSTrainConfig) -> float:
     """Linear warm-up to ``lr``, then cosine decay to ``min_lr_ratio * lr``."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
     floor = cfg.min_lr_ratio
     return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def train(
+    cfg: NVSTrainConfig,
+    out: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+    model: torch.nn.Module | None = None,
+) -> Path:
+    """Train a new model (or fine-tune ``model``, trained in place) and return its run folder.
+
+    ``out`` must be empty or absent (default ``runs/nvs/<model>/<timestamp>/``).
+    """
+    cfg.validate()
+    if model is None:
+        torch.manual_seed(cfg.seed)  # same config, same initial weights
+        model = create_model(cfg.model, NVSConfig.from_dict(cfg.model_config))
+    elif getattr(model, "name", None) != cfg.model:
+        raise CoordfitError(f"cfg.model is '{cfg.model}' but the model given is '{getattr(model, 'name', '?')}'")
+    source = _source(cfg, model)
+    rank, world, device = _dist_init(resolve_device(cfg.device))
+    source.check_range(cfg.steps * world, cfg.batch_size)
+    model.to(device)
+    opt = _optimizer(model, cfg)
+    run, created = _make_run_dir(cfg, out, rank == 0, world)
+    try:
+        return _fit(cfg, model, opt, source, run, 0, device, rank, world, progress)
+    except BaseException as exc:
+        if rank == 0 and not isinstance(exc, TrainingInterrupted) and not (run / "train_state.json").exists():
+            _discard(run, created)  # nothing resumable was made: leave the folder reusable
+        raise
+
+
+def resume(
+    run: str | Path,
+    steps: int | None = None,
+    device: str | None = None,
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> Path:
+    """Continue the run in folder ``run`` from its last checkpoint (optionally to more ``steps``).
+
+    Checks the whole run folder (config, checkpoint, the new step total, the device)
+    before it writes anything.
+    """
+    run = Path(run)
+    cfg = _read_config(run)
+    saved = cfg.to_dict()
+    if steps is not None:
+        cfg.steps = steps
+    if device is not None:
+        cfg.device = device
+    if workers is not None:
+        cfg.workers = workers
+    cfg.validate()
+    model, opt, start, loss = _load(run, cfg)
+    if start >= cfg.steps:
+        raise CoordfitError(f"{run} already reached {start} steps; pass --steps larger than that")
+    source = _source(cfg, model)
+    rank, world, torch_device = _dist_init(resolve_device(cfg.device))
+    source.check_range(cfg.steps * world, cfg.batch_size)
+    model.to(torch_device)
+    opt = _optimizer(model, cfg, opt.state_dict())  # the state follows the weights to the device
+    if rank == 0:  # every check has passed: now the folder may change
+        clean_stale(run)  # temporaries a killed writer left
+        if cfg.to_dict() != saved:
+            write_json(run / "config.json", cfg.to_dict())  # the run folder keeps describing itself
+    return _fit(cfg, model, opt, source, run, start, torch_device, rank, world, progress, loss)
+
+
+def _source(cfg: NVSTrainConfig, model: torch.nn.Module) -> ViewSource:
+    """The run's batches, checked against the model (image size vs patch and QuadTree grid)."""
+    source = ViewSource(cfg.scenes, cfg.size, cfg.input_views, cfg.target_views, cfg.seed, cfg.normalize_poses)
+    model.cfg.check_image(*source.image_size)
+    return source
+
+
+def _optimizer(model: torch.nn.Module, cfg: NVSTrainConfig, state: dict | None = None) -> torch.optim.Optimizer:
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    if state is not None:
+        opt.load_state_dict(state)
+    return opt
 
 
 def _dist_init(device: torch.device) -> tuple[int, int, torch.device]:
@@ -106,11 +278,7 @@ def _dist_init(device: torch.device) -> tuple[int, int, torch.device]:
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def _loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: TrainConfig) -> torch.Tensor:
+def _loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: NVSTrainConfig) -> torch.Tensor:
     pred = model(batch["images"], batch["c2w"], batch["fxfycxcy"], batch["target_c2w"], batch["target_fxfycxcy"])
     loss = F.mse_loss(pred, batch["target"])
     if cfg.ssim_weight > 0:
@@ -118,148 +286,166 @@ def _loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: TrainConf
     return loss
 
 
-def train(
-    cfg: TrainConfig,
-    out: str | Path | None = None,
-    progress: bool = True,
-    model: torch.nn.Module | None = None,
-) -> Path:
-    """Train a new model (or fine-tune ``model``, trained in place) and return its run folder.
-
-    ``out`` must be empty or absent (default ``runs/nvs/<model>/<timestamp>/``).
-    """
-    device = resolve_device(cfg.device)
-    rank, world, device = _dist_init(device)
-    if model is None:
-        torch.manual_seed(cfg.seed)  # same config, same initial weights
-        model = create_model(cfg.model, NVSConfig.from_dict(cfg.model_config))
-    elif getattr(model, "name", None) != cfg.model:
-        raise CoordfitError(f"cfg.model is '{cfg.model}' but the model given is '{getattr(model, 'name', '?')}'")
-    run = _make_run_dir(cfg, out, rank == 0, world)
-    return _fit(cfg, model, run, 0, device, rank, world, progress)
-
-
-def resume(run: str | Path, steps: int | None = None, device: str | None = None, progress: bool = True) -> Path:
-    """Continue the run in folder ``run`` from its last checkpoint (optionally to more ``steps``)."""
-    run = Path(run)
-    cfg = TrainConfig.from_dict(read_json(run / "config.json"))
-    if steps is not None:
-        cfg.steps = steps
-    if device is not None:
-        cfg.device = device
-    ckpt = find_checkpoint(run)  # verified: one unit, see coordfit.checkpoint
-    for name in ("model.safetensors", "optimizer.safetensors", "train_state.json"):
-        if ckpt is None or not ckpt.has(name):
-            raise CoordfitError(f"cannot resume {run}: {name} is missing")
-    torch_device = resolve_device(cfg.device)
-    rank, world, torch_device = _dist_init(torch_device)
-    if rank == 0 and steps is not None:
-        write_json(run / "config.json", asdict(cfg))  # the run folder keeps describing itself
-    model, _ = load_model(run / "model.safetensors")
-    start = int(load_train_state(run / "train_state.json")["step"])
-    return _fit(cfg, model, run, start, torch_device, rank, world, progress)
-
-
 def _fit(
-    cfg: TrainConfig,
+    cfg: NVSTrainConfig,
     model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    source: ViewSource,
     run: Path,
     start: int,
     device: torch.device,
     rank: int,
     world: int,
-    progress: bool,
+    progress: ProgressCallback | None,
+    loss_value: float = math.nan,
 ) -> Path:
     is_main = rank == 0
-    source = ViewSource(cfg.scenes, cfg.size, cfg.input_views, cfg.target_views, cfg.seed, cfg.normalize_poses)
-    model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
-    if start > 0:
-        load_optimizer(run / "optimizer.safetensors", opt)
+    model.train()
     net: torch.nn.Module = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-
-    bar = _progress(cfg.steps, start, enabled=progress and is_main)
-    t0, loss_value = time.perf_counter(), float("nan")
-    try:
-        for step in range(start, cfg.steps):
+    workers = default_workers(source) if cfg.workers is None else cfg.workers
+    loss_sum, count = torch.zeros((), device=device), 0
+    done = start
+    t0 = time.perf_counter()
+    if is_main and progress is not None:
+        progress(start, cfg.steps, 0.0, loss_value)
+    with _StopOnSigint() as sigint:
+        stream = batches(source, cfg.batch_size, range(start, cfg.steps), workers, world, rank,
+                         pin_memory=device.type == "cuda")
+        for step, batch in zip(range(start, cfg.steps), stream):
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg)
-            batch = _to(source.batch(step * world + rank, cfg.batch_size), device)
-            loss = _loss(net, batch, cfg)
+            loss = _loss(net, {k: v.to(device, non_blocking=True) for k, v in batch.items()}, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
-            loss_value = float(loss.detach())
-            if world > 1:  # report the mean over ranks
-                t = torch.tensor([loss_value], device=device)
-                dist.all_reduce(t)
-                loss_value = float(t) / world
+            loss_sum += loss.detach()
+            count += 1
             done = step + 1
-            if is_main:
-                if done % cfg.log_every == 0 or done == cfg.steps:
+            stop = sigint.requested and world == 1
+            if done % cfg.log_every == 0 or done == cfg.steps or stop:
+                loss_value, stop = _read_loss(loss_sum, count, sigint.requested, world)
+                loss_sum.zero_()
+                count = 0
+                if is_main and (done % cfg.log_every == 0 or done == cfg.steps):
                     _append_log(run, {"step": done, "loss": loss_value, "lr": lr_at(step, cfg),
                                       "seconds": round(time.perf_counter() - t0, 2)})
-                if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                    _save(run, model, opt, cfg, done, loss_value)
-                bar(done, loss_value)
-    finally:
-        bar(None, loss_value)
+            if is_main and (done % cfg.checkpoint_every == 0 or done == cfg.steps or stop):
+                _save(run, model, opt, cfg, done, loss_value)
+            if is_main and progress is not None:
+                progress(done, cfg.steps, time.perf_counter() - t0, loss_value)
+            if stop:
+                break
     if world > 1:
         dist.barrier()
+    if done < cfg.steps:
+        raise TrainingInterrupted(done, run)
     return run
 
 
-def _make_run_dir(cfg: TrainConfig, out: str | Path | None, is_main: bool, world: int) -> Path:
+def _read_loss(loss_sum: torch.Tensor, count: int, stop: bool, world: int) -> tuple[float, bool]:
+    """The mean loss since the last reading (over ranks under DDP) and whether any rank was
+    asked to stop: the one host sync of the loop, one all-reduce under DDP."""
+    if world == 1:
+        return float(loss_sum) / count, stop
+    t = torch.stack([loss_sum / count, torch.tensor(float(stop), device=loss_sum.device)])
+    dist.all_reduce(t)
+    mean, stops = t.tolist()
+    return mean / world, stops > 0
+
+
+class _StopOnSigint:
+    """While active, Ctrl-C sets ``requested`` instead of raising, so the loop stops at a step
+    boundary with consistent weights and optimiser state; a second Ctrl-C raises at once.
+    Only the main thread receives signals; elsewhere (or where SIGINT is ignored) it does nothing."""
+
+    def __enter__(self) -> _StopOnSigint:
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if previous is not signal.SIG_IGN:
+                self._previous = previous if previous is not None else signal.default_int_handler
+                signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _make_run_dir(cfg: NVSTrainConfig, out: str | Path | None, is_main: bool, world: int) -> tuple[Path, bool]:
+    """The run folder with config.json written, and whether this call created the folder."""
     if world > 1 and out is None:
         raise CoordfitError("under torchrun pass --out so that every process writes the same run folder")
+    created = out is None or not Path(out).exists()
     if is_main:
         run = new_run_dir("nvs", cfg.model, out)
-        write_json(run / "config.json", asdict(cfg))
+        write_json(run / "config.json", cfg.to_dict())
     else:
         run = Path(out)  # type: ignore[arg-type]
     if world > 1:
         dist.barrier()  # rank 0 has created the folder
-    return run
+    return run, created
+
+
+def _discard(run: Path, created: bool) -> None:
+    """Remove what a failed start wrote (config.json, log.jsonl), and the folder if it made it."""
+    for name in ("config.json", "log.jsonl"):
+        (run / name).unlink(missing_ok=True)
+    if created and not any(run.iterdir()):
+        run.rmdir()
 
 
 def _save(
-    run: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, cfg: TrainConfig, step: int, loss: float
+    run: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, cfg: NVSTrainConfig, step: int, loss: float
 ) -> None:
+    """Write the checkpoint of ``step``: the one place nvs writes one."""
+
     def write(folder: Path) -> None:
         save_model(folder / "model.safetensors", model, {"normalize_poses": cfg.normalize_poses, "steps": step})
         save_optimizer(folder / "optimizer.safetensors", opt)
-        save_train_state(folder / "train_state.json", {"step": step, "loss": loss})
+        save_train_state(folder / "train_state.json", {"step": step, "loss": loss if math.isfinite(loss) else None})
 
     write_checkpoint(run, step, write)  # one unit: a kill or a full disk keeps the previous one
+
+
+def _load(run: Path, cfg: NVSTrainConfig) -> tuple[torch.nn.Module, torch.optim.Optimizer, int, float]:
+    """Read the checkpoint of ``run`` on the CPU: the one place nvs reads one.
+
+    Returns the model, its optimiser with the saved state, the step and the last logged loss."""
+    ckpt = find_checkpoint(run)  # verified: the files of one step, see coordfit.checkpoint
+    for name in ("model.safetensors", "optimizer.safetensors", "train_state.json"):
+        if ckpt is None or not ckpt.has(name):
+            raise CoordfitError(f"cannot resume {run}: {name} is missing")
+    state = load_train_state(ckpt.path("train_state.json"))  # a whole step >= 0, or one line
+    loss = state.get("loss")
+    model, info = load_model(ckpt.path("model.safetensors"))
+    if info.get("model") != cfg.model:
+        raise CoordfitError(f"{run}: the checkpoint holds a '{info.get('model')}' model, config.json says '{cfg.model}'")
+    opt = _optimizer(model, cfg)
+    load_optimizer(ckpt.path("optimizer.safetensors"), opt)
+    return model, opt, state["step"], float(loss) if isinstance(loss, int | float) else math.nan
+
+
+def _read_config(run: Path) -> NVSTrainConfig:
+    path = run / "config.json"
+    if not path.is_file():
+        raise CoordfitError(f"{run} is not a view-synthesis run folder (no config.json)")
+    try:
+        return NVSTrainConfig.from_dict(read_json(path))
+    except CoordfitError as exc:
+        raise CoordfitError(f"{path}: {exc}") from None
 
 
 def _append_log(run: Path, row: dict[str, Any]) -> None:
     with open(run / "log.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
-
-
-def _progress(total: int, start: int, enabled: bool):  # noqa: ANN202 - small closure
-    """A rich progress bar; returns ``update(done, loss)``, ``update(None, _)`` closes it."""
-    if not enabled:
-        return lambda done, loss: None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    prog = Progress(
-        TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-        TimeRemainingColumn(),
-    )
-    task = prog.add_task("train", total=total, completed=start, loss="-")
-    prog.start()
-
-    def update(done: int | None, loss: float) -> None:
-        if done is None:
-            prog.stop()
-            return
-        prog.update(task, completed=done, loss=f"{loss:.4f}")
-
-    return update
