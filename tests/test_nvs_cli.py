@@ -107,6 +107,10 @@ def test_resume_refusals_leave_the_run_as_it_was(tmp_path):
     _bad(["train", "--resume", run, "--steps", 5, "--lr", 1, "-o", "width=8"], "drop --lr, --option")
     _bad(["train", "--resume", run, "--steps", 5, "--device", "tpu"], "unknown device")
     _bad(["train", "--resume", tmp_path / "nowhere", "--steps", 5], "not a view-synthesis run folder")
+    (run / "model.json").write_text("[]")  # every file nvs reads back is checked
+    before["model.json"] = b"[]"
+    _bad(["train", "--resume", run, "--steps", 5], "not a model description")
+    _bad(["eval", "--checkpoint", run, "--count", 1], "not a model description")
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 

@@ -90,9 +90,11 @@ def test_mismatched_image_sizes_and_broken_files(scene_dir, tmp_path_factory):
     iio.imwrite(img1, np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(CoordfitError, match="same size"):
         load_scene(path)
-    img1.write_bytes(b"not a png")
-    with pytest.raises(CoordfitError, match="cannot read image"):
-        load_scene(path)
+    good = img1.read_bytes()
+    for broken in (b"not a png", b"", good[:40]):  # garbage, empty, truncated
+        img1.write_bytes(broken)
+        with pytest.raises(CoordfitError, match="cannot read image"):
+            load_scene(path)
     path.write_text("{ not json")
     with pytest.raises(CoordfitError, match="not valid JSON"):
         load_scene(path)

@@ -91,6 +91,8 @@ def load_model(path: str | Path | None = None) -> tuple[nn.Module, dict]:
     if not info_path.is_file():
         raise CoordfitError(f"checkpoint {path} has no {path.stem}.json or config.json beside it")
     info = read_json(info_path)
+    if not isinstance(info, dict) or not isinstance(info.get("config", {}), dict):
+        raise CoordfitError(f"{info_path} is not a model description (an object with 'model' and a 'config' object)")
     name = info.get("model", meta.get("model"))
     if name not in MODELS:
         raise CoordfitError(f"{info_path} names model {name!r}, not a view-synthesis model")

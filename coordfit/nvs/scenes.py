@@ -163,7 +163,7 @@ def _read_image(path: Path, where: str) -> torch.Tensor:
         raise CoordfitError(f"{where}: image {path} does not exist")
     try:
         arr = np.asarray(iio.imread(path))
-    except Exception as exc:  # imageio raises many types for unreadable files
+    except (OSError, ValueError, SyntaxError) as exc:  # Pillow: SyntaxError for a broken PNG, OSError otherwise
         raise CoordfitError(f"{where}: cannot read image {path} ({type(exc).__name__})") from None
     if arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=-1)
