@@ -90,7 +90,7 @@ def train_cmd(
     log_every: int = typer.Option(10, "--log-every", help="Steps between log.jsonl lines (loss readings)."),
     workers: Optional[int] = typer.Option(
         None, "--workers",
-        help="Processes rendering batches ahead of the step; 0: in the training process "
+        help="Threads rendering batches ahead of the step; 0: in the training thread "
         "(default: half the cores up to 4 for procedural scenes, 0 for --scenes).",
     ),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/nvs/MODEL/TIME/)."),

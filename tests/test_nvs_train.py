@@ -6,6 +6,7 @@ import math
 import os
 import signal
 import socket
+import threading
 
 import pytest
 import torch
@@ -82,13 +83,17 @@ def test_batches_are_reproducible_and_distinct():
     assert not torch.equal(a["target"], c["target"])
 
 
-def test_batches_rendered_ahead_in_workers_are_the_batches_of_their_steps():
+def test_batches_rendered_ahead_in_threads_are_the_batches_of_their_steps():
     src = ViewSource(None, size=8, input_views=(2, 4), target_views=1, seed=3)
-    ahead = list(batches(src, 2, range(3, 6), workers=1, stride=2, offset=1))  # DDP rank 1 of 2
-    assert len(ahead) == 3
-    for step, batch in zip(range(3, 6), ahead):
+    ahead = list(batches(src, 2, range(3, 8), workers=2, stride=2, offset=1))  # DDP rank 1 of 2
+    assert len(ahead) == 5
+    for step, batch in zip(range(3, 8), ahead):
         want = src.batch(step * 2 + 1, 2)
         assert batch.keys() == want.keys() and all(torch.equal(batch[k], want[k]) for k in want)
+    stream = batches(src, 2, range(1000), workers=2)
+    next(stream)
+    stream.close()  # stopping early (Ctrl-C) ends the pool: no thread left rendering
+    assert not [t for t in threading.enumerate() if t.name.startswith("coordfit-batches")]
 
 
 def _weights(model):
@@ -96,8 +101,8 @@ def _weights(model):
 
 
 def test_ctrl_c_saves_at_a_step_boundary_and_resume_is_exact(tmp_path):
-    """A run interrupted at step 4 and resumed (batches rendered by a worker process, then
-    in the training process) ends with the same weights, bit for bit, as one run straight
+    """A run interrupted at step 4 and resumed (batches rendered ahead by two threads, then
+    in the training thread) ends with the same weights, bit for bit, as one run straight
     through."""
     cfg = dict(steps=7, log_every=2, checkpoint_every=100)
     torch.manual_seed(0)
@@ -110,7 +115,7 @@ def test_ctrl_c_saves_at_a_step_boundary_and_resume_is_exact(tmp_path):
 
     run = tmp_path / "interrupted"
     with pytest.raises(TrainingInterrupted, match=f"interrupted at step 4; checkpoint saved in {run}"):
-        train(_cfg(**cfg, workers=1), out=run, progress=ctrl_c_after_step_3)
+        train(_cfg(**cfg, workers=2), out=run, progress=ctrl_c_after_step_3)
     assert json.loads((run / "train_state.json").read_text())["step"] == 4
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
     resume(run, workers=0)
@@ -128,12 +133,13 @@ def test_the_loss_is_read_at_log_steps_only(tmp_path, monkeypatch):
     original = torch.Tensor.__float__
 
     def counting(self):
-        reads.append(self.numel())
+        if threading.current_thread() is threading.main_thread():  # the renderer's thread reads floats
+            reads.append(self.numel())
         return original(self)
 
     monkeypatch.setattr(torch.Tensor, "__float__", counting)
     seen = []
-    run = train(_cfg(steps=8, log_every=4, workers=1), out=tmp_path / "run",  # the renderer reads floats
+    run = train(_cfg(steps=8, log_every=4, workers=1), out=tmp_path / "run",
                 progress=lambda step, total, seconds, loss: seen.append((step, loss)))
     monkeypatch.undo()
     assert len(reads) == 2  # steps 4 and 8

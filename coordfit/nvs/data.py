@@ -11,19 +11,19 @@ A batch is a dict of tensors::
 
 Every batch is a pure function of its index (and the source's seed), so training is
 reproducible, resumable at any step and splits across DDP ranks without overlap, and
-:func:`batches` can render them ahead of the training step in worker processes without
+:func:`batches` can render them ahead of the training step in background threads without
 changing which batch a step sees.
 """
 
 from __future__ import annotations
 
+import collections
 import os
-import signal
-from collections.abc import Iterator
+from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from ..errors import CoordfitError
 from ..io import ensure_empty_dir
@@ -154,30 +154,11 @@ def _check_count(count: int) -> None:
 
 
 def default_workers(source: ViewSource) -> int:
-    """Worker processes :func:`batches` uses when not told: rendering procedural scenes is
-    the costly part (about 10 ms a scene on one CPU core), so half the cores render, up to
+    """Rendering threads :func:`batches` uses when not told: rendering procedural scenes is
+    the costly part (several milliseconds a scene on one CPU core), so half the cores render, up to
     4; batches cut from a scene folder already in memory cost about a millisecond and are
-    drawn in the training process."""
+    drawn in the training thread."""
     return 0 if source.scenes is not None else min(4, max(1, (os.cpu_count() or 2) // 2))
-
-
-class _Batches(Dataset):
-    """Batch ``index(i) = (start + i) * stride + offset`` of a source, for i in range(count)."""
-
-    def __init__(self, source: ViewSource, batch_size: int, start: int, count: int, stride: int, offset: int) -> None:
-        self.source, self.batch_size = source, batch_size
-        self.start, self.count, self.stride, self.offset = start, count, stride, offset
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return self.source.batch((self.start + i) * self.stride + self.offset, self.batch_size)
-
-
-def _ignore_sigint(_worker_id: int) -> None:
-    """Ctrl-C is the training process's to handle: it stops at a step boundary and saves."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def batches(
@@ -188,21 +169,37 @@ def batches(
     stride: int = 1,
     offset: int = 0,
     pin_memory: bool = False,
-) -> Iterator[dict[str, torch.Tensor]]:
+) -> Generator[dict[str, torch.Tensor], None, None]:
     """The batches of training steps ``steps``, in order: step s gets batch ``s * stride + offset``
     (DDP: stride = world size, offset = rank).
 
-    ``workers > 0`` renders them ahead of the step in that many worker processes
-    (``torch.utils.data.DataLoader``, two batches in flight per worker), which hides the
-    rendering behind the step; ``0`` renders each one when it is asked for. Either way a
-    step's batch depends only on its index, never on timing, so runs stay reproducible
-    and resume exactly. ``pin_memory`` (for CUDA) lets the copy to the device overlap.
+    ``workers > 0`` renders them ahead of the step in a pool of that many background
+    threads, two batches in flight per thread, refilled as the step takes one; ``0``
+    renders each one when it is asked for. Either way a step's batch depends only on its
+    index, never on timing, so runs stay reproducible and resume exactly. Rendering is
+    torch ops, which release the GIL, and threads cost no start-up or copies: on the
+    2-core CPU they beat DataLoader worker processes (docs/nvs.md, "Batches off the
+    critical path"). ``pin_memory`` (for CUDA) pins each batch in its thread so the copy
+    to the device can overlap. ``close()`` the generator to stop early: it waits for the
+    batches being rendered and drops the rest.
     """
-    data = _Batches(source, batch_size, steps.start, len(steps), stride, offset)
+    indices = [s * stride + offset for s in steps]
+
+    def make(index: int) -> dict[str, torch.Tensor]:
+        batch = source.batch(index, batch_size)
+        return {k: v.pin_memory() for k, v in batch.items()} if pin_memory else batch
+
     if workers <= 0:
-        return (data[i] for i in range(len(data)))
-    loader = DataLoader(
-        data, batch_size=None, shuffle=False, num_workers=workers, prefetch_factor=2,
-        pin_memory=pin_memory, worker_init_fn=_ignore_sigint,
-    )
-    return iter(loader)
+        yield from (make(i) for i in indices)
+        return
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="coordfit-batches")
+    try:
+        ahead = collections.deque(pool.submit(make, i) for i in indices[: 2 * workers])
+        for i in indices[2 * workers :]:
+            batch = ahead.popleft().result()
+            ahead.append(pool.submit(make, i))
+            yield batch
+        while ahead:
+            yield ahead.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -12,7 +12,7 @@ Everything a run depends on is checked before anything is written: a refused com
 leaves the folder as it was, and a start that fails before its first checkpoint removes
 what it wrote, so the same ``--out`` can be used again.
 
-The step does only the step. Batches are rendered ahead of it in worker processes
+The step does only the step. Batches are rendered ahead of it in background threads
 (:func:`coordfit.nvs.data.batches`); the loss stays on the device and is read every
 ``log_every`` steps (the mean since the previous reading; under DDP the only
 all-reduce outside the gradients). Ctrl-C (SIGINT) lets the step in flight finish, saves
@@ -26,6 +26,7 @@ DistributedDataParallel and draws its own batches; nothing else changes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -107,7 +108,7 @@ class NVSTrainConfig:
     device: str = "auto"
     """auto | cpu | cuda | mps."""
     workers: int | None = None
-    """Processes rendering batches ahead of the step; 0 renders in the training process;
+    """Threads rendering batches ahead of the step; 0 renders in the training thread;
     None: coordfit.nvs.data.default_workers."""
 
     @classmethod
@@ -200,16 +201,12 @@ def train(
         model = create_model(cfg.model, NVSConfig.from_dict(cfg.model_config))
     elif getattr(model, "name", None) != cfg.model:
         raise CoordfitError(f"cfg.model is '{cfg.model}' but the model given is '{getattr(model, 'name', '?')}'")
-    source = _source(cfg, model)
-    rank, world, device = _dist_init(resolve_device(cfg.device))
-    source.check_range(cfg.steps * world, cfg.batch_size)
-    model.to(device)
-    opt = _optimizer(model, cfg)
-    run, created = _make_run_dir(cfg, out, rank == 0, world)
+    session = _session(cfg, model)
+    run, created = _make_run_dir(cfg, out, session.rank == 0, session.world)
     try:
-        return _fit(cfg, model, opt, source, run, 0, device, rank, world, progress)
+        return _fit(session, run, 0, progress)
     except BaseException as exc:
-        if rank == 0 and not isinstance(exc, TrainingInterrupted) and not (run / "train_state.json").exists():
+        if session.rank == 0 and not isinstance(exc, TrainingInterrupted) and not (run / "train_state.json").exists():
             _discard(run, created)  # nothing resumable was made: leave the folder reusable
         raise
 
@@ -239,23 +236,36 @@ def resume(
     model, opt, start, loss = _load(run, cfg)
     if start >= cfg.steps:
         raise CoordfitError(f"{run} already reached {start} steps; pass --steps larger than that")
-    source = _source(cfg, model)
-    rank, world, torch_device = _dist_init(resolve_device(cfg.device))
-    source.check_range(cfg.steps * world, cfg.batch_size)
-    model.to(torch_device)
-    opt = _optimizer(model, cfg, opt.state_dict())  # the state follows the weights to the device
-    if rank == 0:  # every check has passed: now the folder may change
+    session = _session(cfg, model, opt.state_dict())  # the optimiser state follows the weights to the device
+    if session.rank == 0:  # every check has passed: now the folder may change
         clean_stale(run)  # temporaries a killed writer left
         if cfg.to_dict() != saved:
             write_json(run / "config.json", cfg.to_dict())  # the run folder keeps describing itself
-    return _fit(cfg, model, opt, source, run, start, torch_device, rank, world, progress, loss)
+    return _fit(session, run, start, progress, loss)
 
 
-def _source(cfg: NVSTrainConfig, model: torch.nn.Module) -> ViewSource:
-    """The run's batches, checked against the model (image size vs patch and QuadTree grid)."""
+@dataclass
+class _Session:
+    """What the loop works on, every check passed."""
+
+    cfg: NVSTrainConfig
+    model: torch.nn.Module  # on ``device``
+    opt: torch.optim.Optimizer
+    source: ViewSource
+    device: torch.device
+    rank: int
+    world: int
+
+
+def _session(cfg: NVSTrainConfig, model: torch.nn.Module, opt_state: dict | None = None) -> _Session:
+    """Load the data (checked against the model: image size vs patch and QuadTree grid),
+    resolve the device, join the process group under torchrun, build the optimiser."""
     source = ViewSource(cfg.scenes, cfg.size, cfg.input_views, cfg.target_views, cfg.seed, cfg.normalize_poses)
     model.cfg.check_image(*source.image_size)
-    return source
+    rank, world, device = _dist_init(resolve_device(cfg.device))
+    source.check_range(cfg.steps * world, cfg.batch_size)
+    model.to(device)
+    return _Session(cfg, model, _optimizer(model, cfg, opt_state), source, device, rank, world)
 
 
 def _optimizer(model: torch.nn.Module, cfg: NVSTrainConfig, state: dict | None = None) -> torch.optim.Optimizer:
@@ -287,18 +297,10 @@ def _loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: NVSTrainC
 
 
 def _fit(
-    cfg: NVSTrainConfig,
-    model: torch.nn.Module,
-    opt: torch.optim.Optimizer,
-    source: ViewSource,
-    run: Path,
-    start: int,
-    device: torch.device,
-    rank: int,
-    world: int,
-    progress: ProgressCallback | None,
-    loss_value: float = math.nan,
+    session: _Session, run: Path, start: int, progress: ProgressCallback | None, loss_value: float = math.nan
 ) -> Path:
+    cfg, model, opt, device, rank, world = (session.cfg, session.model, session.opt, session.device,
+                                            session.rank, session.world)
     is_main = rank == 0
     model.train()
     net: torch.nn.Module = model
@@ -306,15 +308,15 @@ def _fit(
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    workers = default_workers(source) if cfg.workers is None else cfg.workers
+    workers = default_workers(session.source) if cfg.workers is None else cfg.workers
     loss_sum, count = torch.zeros((), device=device), 0
     done = start
     t0 = time.perf_counter()
     if is_main and progress is not None:
         progress(start, cfg.steps, 0.0, loss_value)
-    with _StopOnSigint() as sigint:
-        stream = batches(source, cfg.batch_size, range(start, cfg.steps), workers, world, rank,
-                         pin_memory=device.type == "cuda")
+    stream = batches(session.source, cfg.batch_size, range(start, cfg.steps), workers, world, rank,
+                     pin_memory=device.type == "cuda")
+    with _StopOnSigint() as sigint, contextlib.closing(stream):
         for step, batch in zip(range(start, cfg.steps), stream):
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg)
