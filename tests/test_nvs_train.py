@@ -149,6 +149,19 @@ def test_the_loss_is_read_at_log_steps_only(tmp_path, monkeypatch):
     assert math.isnan(seen[3][1]) and seen[4][1] == rows[0]["loss"] and seen[7][1] == rows[0]["loss"]
 
 
+def test_a_diverged_run_stops_with_one_line_and_keeps_its_last_checkpoint(tmp_path, monkeypatch):
+    from coordfit.nvs import train as nvs_train
+
+    run = train(_cfg(steps=4, log_every=2, checkpoint_every=2, workers=0), out=tmp_path / "run")
+    good = _snapshot(run)
+    loss = nvs_train._loss
+    monkeypatch.setattr(nvs_train, "_loss", lambda *a: loss(*a) * math.nan)
+    with pytest.raises(CoordfitError, match="training diverged: the loss is nan at step 6"):
+        resume(run, steps=8)
+    assert _snapshot(run)["model.safetensors"] == good["model.safetensors"]
+    assert json.loads((run / "train_state.json").read_text())["step"] == 4
+
+
 def _snapshot(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 

@@ -129,7 +129,8 @@ def _attention_row(kind: str, n: int, cfg: BenchConfig, device_name: str, thread
     side = int(math.isqrt(n))
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, 2, side * side, cfg.head_dim, generator=g).to(device) for _ in range(3))
-    levels = min(cfg.quadtree_levels, int(math.log2(side)) + 1)
+    halvings = (side & -side).bit_length() - 1  # times the side halves evenly
+    levels = min(cfg.quadtree_levels, halvings + 1)
     topk = cfg.quadtree_topk[: levels - 1]
 
     def call() -> torch.Tensor:

@@ -13,10 +13,11 @@ leaves the folder as it was, and a start that fails before its first checkpoint 
 what it wrote, so the same ``--out`` can be used again.
 
 The step does only the step. Batches are rendered ahead of it in background threads
-(:func:`coordfit.nvs.data.batches`); the loss stays on the device and is read every
-``log_every`` steps (the mean since the previous reading; under DDP the only
-all-reduce outside the gradients). Ctrl-C (SIGINT) lets the step in flight finish, saves
-a checkpoint and raises :class:`coordfit.train.TrainingInterrupted`; under DDP the ranks
+(:func:`coordfit.nvs.data.batches`); the loss stays on the device and is read at log
+and checkpoint steps only (the mean since the previous log line; under DDP the only
+all-reduce outside the gradients). A loss that is not finite stops the run before it
+saves diverged weights. Ctrl-C (SIGINT) lets the step in flight finish, saves a
+checkpoint and raises :class:`coordfit.train.TrainingInterrupted`; under DDP the ranks
 agree to stop at the next log step. A second Ctrl-C interrupts at once, without saving.
 
 Under ``torchrun --nproc-per-node N`` (``WORLD_SIZE`` > 1 in the environment) each
@@ -329,14 +330,20 @@ def _fit(
             count += 1
             done = step + 1
             stop = sigint.requested and world == 1
-            if done % cfg.log_every == 0 or done == cfg.steps or stop:
+            log = done % cfg.log_every == 0 or done == cfg.steps
+            save = done % cfg.checkpoint_every == 0 or done == cfg.steps
+            if log or save or stop:  # read the loss: the mean since the last log line
                 loss_value, stop = _read_loss(loss_sum, count, sigint.requested, world)
-                loss_sum.zero_()
-                count = 0
-                if is_main and (done % cfg.log_every == 0 or done == cfg.steps):
-                    _append_log(run, {"step": done, "loss": loss_value, "lr": lr_at(step, cfg),
-                                      "seconds": round(time.perf_counter() - t0, 2)})
-            if is_main and (done % cfg.checkpoint_every == 0 or done == cfg.steps or stop):
+                if not math.isfinite(loss_value):  # never save diverged weights; keep the last checkpoint
+                    raise CoordfitError(f"training diverged: the loss is {loss_value} at step {done} "
+                                        f"(try a lower --lr); the last checkpoint in {run} is kept")
+                if log:
+                    loss_sum.zero_()
+                    count = 0
+                    if is_main:
+                        _append_log(run, {"step": done, "loss": loss_value, "lr": lr_at(step, cfg),
+                                          "seconds": round(time.perf_counter() - t0, 2)})
+            if is_main and (save or stop):
                 _save(run, model, opt, cfg, done, loss_value)
             if is_main and progress is not None:
                 progress(done, cfg.steps, time.perf_counter() - t0, loss_value)
@@ -350,8 +357,8 @@ def _fit(
 
 
 def _read_loss(loss_sum: torch.Tensor, count: int, stop: bool, world: int) -> tuple[float, bool]:
-    """The mean loss since the last reading (over ranks under DDP) and whether any rank was
-    asked to stop: the one host sync of the loop, one all-reduce under DDP."""
+    """The mean of the ``count`` losses summed in ``loss_sum`` (over ranks under DDP) and
+    whether any rank was asked to stop: the loop's one host sync, one all-reduce under DDP."""
     if world == 1:
         return float(loss_sum) / count, stop
     t = torch.stack([loss_sum / count, torch.tensor(float(stop), device=loss_sum.device)])
