@@ -101,7 +101,7 @@ def train_cmd(
 ) -> None:
     """Train a view-synthesis model (also under torchrun: DDP, gloo on CPU, NCCL on GPU).
 
-    Ctrl-C saves a checkpoint and prints how to continue.
+    Ctrl-C (or SIGTERM) saves a checkpoint and prints how to continue.
     """
     from coordfit.errors import CoordfitError
     from coordfit.nvs import train as nvs_train

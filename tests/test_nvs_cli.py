@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -109,9 +110,13 @@ def test_resume_refusals_leave_the_run_as_it_was(tmp_path):
     _bad(["train", "--resume", tmp_path / "nowhere", "--steps", 5], "not a view-synthesis run folder")
     (run / "model.json").write_text("[]")  # every file nvs reads back is checked
     before["model.json"] = b"[]"
-    _bad(["train", "--resume", run, "--steps", 5], "not a model description")
-    _bad(["eval", "--checkpoint", run, "--count", 1], "not a model description")
+    _bad(["train", "--resume", run, "--steps", 5], "is torn: model.json")  # against checkpoint.json
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    loose = tmp_path / "loose"  # weights outside a run folder: only the JSON beside them describes them
+    loose.mkdir()
+    shutil.copy(run / "model.safetensors", loose / "m.safetensors")
+    (loose / "m.json").write_text('{"model": "efficient-lvsm", "config": [16]}')
+    _bad(["eval", "--checkpoint", loose / "m.safetensors", "--count", 1], "not a model description")
 
 
 def test_ctrl_c_saves_and_says_how_to_continue(tmp_path, monkeypatch):

@@ -126,6 +126,19 @@ def test_ctrl_c_saves_at_a_step_boundary_and_resume_is_exact(tmp_path):
     assert [r["step"] for r in _log(run)] == [2, 4, 6, 7]
 
 
+def test_sigterm_saves_like_ctrl_c(tmp_path):
+    def sigterm_after_step_1(step, total, seconds, loss):
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 2"):
+        train(_cfg(steps=6, workers=0), out=run, progress=sigterm_after_step_1)
+    assert json.loads((run / "train_state.json").read_text())["step"] == 2
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
 def test_the_loss_is_read_at_log_steps_only(tmp_path, monkeypatch):
     """No per-step host sync: float() of a tensor happens once per log line, and the line
     holds the mean loss since the previous one."""
@@ -255,7 +268,7 @@ def test_config_round_trips_and_refuses_unknown_keys():
 
 def test_seeds_that_would_reach_the_held_out_scenes_are_refused(tmp_path):
     with pytest.raises(CoordfitError, match="held-out"):
-        train(_cfg(seed=99, steps=200_000, batch_size=8), out=tmp_path / "run")
+        train(_cfg(seed=99, steps=2_000_000, batch_size=8), out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 

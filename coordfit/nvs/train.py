@@ -18,7 +18,8 @@ and checkpoint steps only (the mean since the previous log line; under DDP the o
 all-reduce outside the gradients). A loss that is not finite stops the run before it
 saves diverged weights. Ctrl-C (SIGINT) lets the step in flight finish, saves a
 checkpoint and raises :class:`coordfit.train.TrainingInterrupted`; under DDP the ranks
-agree to stop at the next log step. A second Ctrl-C interrupts at once, without saving.
+agree to stop at the next log step. SIGTERM does the same. A second Ctrl-C interrupts
+at once, without saving.
 
 Under ``torchrun --nproc-per-node N`` (``WORLD_SIZE`` > 1 in the environment) each
 process joins a process group (NCCL on CUDA, gloo otherwise), wraps the model in
@@ -317,7 +318,7 @@ def _fit(
         progress(start, cfg.steps, 0.0, loss_value)
     stream = batches(session.source, cfg.batch_size, range(start, cfg.steps), workers, world, rank,
                      pin_memory=device.type == "cuda")
-    with _StopOnSigint() as sigint, contextlib.closing(stream):
+    with _StopOnSignal() as stopping, contextlib.closing(stream):
         for step, batch in zip(range(start, cfg.steps), stream):
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg)
@@ -329,11 +330,11 @@ def _fit(
             loss_sum += loss.detach()
             count += 1
             done = step + 1
-            stop = sigint.requested and world == 1
+            stop = stopping.requested and world == 1
             log = done % cfg.log_every == 0 or done == cfg.steps
             save = done % cfg.checkpoint_every == 0 or done == cfg.steps
             if log or save or stop:  # read the loss: the mean since the last log line
-                loss_value, stop = _read_loss(loss_sum, count, sigint.requested, world)
+                loss_value, stop = _read_loss(loss_sum, count, stopping.requested, world)
                 if not math.isfinite(loss_value):  # never save diverged weights; keep the last checkpoint
                     raise CoordfitError(f"training diverged: the loss is {loss_value} at step {done} "
                                         f"(try a lower --lr); the last checkpoint in {run} is kept")
@@ -367,28 +368,35 @@ def _read_loss(loss_sum: torch.Tensor, count: int, stop: bool, world: int) -> tu
     return mean / world, stops > 0
 
 
-class _StopOnSigint:
-    """While active, Ctrl-C sets ``requested`` instead of raising, so the loop stops at a step
-    boundary with consistent weights and optimiser state; a second Ctrl-C raises at once.
-    Only the main thread receives signals; elsewhere (or where SIGINT is ignored) it does nothing."""
+class _StopOnSignal:
+    """While active, Ctrl-C (SIGINT) or SIGTERM (a scheduler's or ``kill``'s stop) sets
+    ``requested`` instead of acting, so the loop stops at a step boundary with consistent
+    weights and optimiser state; a second signal acts at once, as before. Only the main
+    thread receives signals; elsewhere, or for a signal that is ignored, it does nothing."""
 
-    def __enter__(self) -> _StopOnSigint:
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self) -> _StopOnSignal:
         self.requested = False
-        self._previous = None
+        self._previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            previous = signal.getsignal(signal.SIGINT)
-            if previous is not signal.SIG_IGN:
-                self._previous = previous if previous is not None else signal.default_int_handler
-                signal.signal(signal.SIGINT, self._handle)
+            for sig in self.SIGNALS:
+                previous = signal.getsignal(sig)
+                if previous is not signal.SIG_IGN:
+                    self._previous[sig] = previous if previous is not None else signal.SIG_DFL
+                    signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.requested = True
-        signal.signal(signal.SIGINT, self._previous)
+        self._restore()
+
+    def _restore(self) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
     def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        self._restore()
 
 
 def _make_run_dir(cfg: NVSTrainConfig, out: str | Path | None, is_main: bool, world: int) -> tuple[Path, bool]:
