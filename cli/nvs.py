@@ -37,6 +37,17 @@ def _threads(threads: Optional[int]) -> None:
         torch.set_num_threads(threads)
 
 
+def _check_new_file(path: Path, flag: str) -> None:
+    """Refuse an output file that exists or cannot be made (a parent is a file) before any work."""
+    from coordfit.errors import CoordfitError
+
+    if path.exists():
+        raise CoordfitError(f"{flag} {path} exists; choose a new file")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise CoordfitError(f"cannot write {flag} {path}: {parent} is a file")
+
+
 @nvs_app.command("scenes")
 @handle_errors
 def scenes_cmd(
@@ -190,7 +201,6 @@ def eval_cmd(
 ) -> None:
     """PSNR/SSIM on held-out views beside nearest-view and mean-of-inputs baselines."""
     from coordfit.device import resolve_device
-    from coordfit.errors import CoordfitError
     from coordfit.io import write_json
     from coordfit.nvs.data import held_out_scenes
     from coordfit.nvs.evaluate import evaluate
@@ -198,8 +208,8 @@ def eval_cmd(
     from coordfit.nvs.scenes import load_scenes
 
     _threads(threads)
-    if json_out is not None and json_out.exists():
-        raise CoordfitError(f"--json {json_out} exists; choose a new file")
+    if json_out is not None:
+        _check_new_file(json_out, "--json")
     # the checkpoint and the scenes first, the device last: a missing file is reported as such everywhere
     model, info = load_model(checkpoint)
     held = load_scenes(scenes) if scenes is not None else held_out_scenes(count, views, size)
@@ -236,7 +246,6 @@ def bench_cmd(
 ) -> None:
     """Time lvsm vs efficient-lvsm, KV-cache add-one-view, QuadTree vs full attention."""
     from coordfit.device import resolve_device
-    from coordfit.errors import CoordfitError
     from coordfit.nvs.bench import BenchConfig, format_tables, run_bench
 
     _threads(threads)
@@ -250,8 +259,8 @@ def bench_cmd(
         from coordfit.io import new_run_dir
 
         out = new_run_dir("nvs", "bench") / "bench.json"
-    elif out.exists():
-        raise CoordfitError(f"--out {out} exists; choose a new file")
+    else:
+        _check_new_file(out, "--out")
     result = run_bench(cfg, resolve_device(device), out, log=lambda s: console.print(s, soft_wrap=True, markup=False))
     console.print(format_tables(result), markup=False, soft_wrap=True)
     console.print(f"wrote {out} in {result['seconds']} s")

@@ -34,6 +34,7 @@ def _bad(args, message):
     lines = [line for line in res.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], res.output
     assert "Traceback" not in res.output
+    return lines[0]
 
 
 def test_scenes_train_eval_round_trip(tmp_path):
@@ -91,11 +92,18 @@ def test_bad_input_gives_one_error_line(tmp_path):
     if not torch.cuda.is_available():
         _bad(["train", "--procedural", "--device", "cuda", "--out", tmp_path / "c"], "CUDA is not available")
     for flag, value, message in [("--count", 0, "--count"), ("--views", 0, "views must be at least 1"),
-                                 ("--input-views", 2, "more than 2 views"), ("--threads", -2, "--threads")]:
+                                 ("--input-views", 2, "more than 2 views"), ("--input-views", 0, "--input-views must be"),
+                                 ("--threads", -2, "--threads")]:
         _bad(["eval", "--views", 2, flag, value], message)
     for flag, value, message in [("--repeats", 0, "--repeats"), ("--width", 30, "not a multiple of head_dim"),
                                  ("--views", 0, "--views"), ("--tokens", 2, "--tokens"), ("--depth", 0, "--depth")]:
         _bad(["bench", flag, value, "--out", tmp_path / "b.json"], message)
+    (tmp_path / "afile").write_text("")  # outputs are checked before the work, not after it
+    _bad(["eval", "--count", 1, "--json", tmp_path / "afile" / "s.json"], "afile is a file")
+    _bad(["bench", "--out", tmp_path / "afile" / "b.json"], "afile is a file")
+    (tmp_path / "torn").mkdir()
+    (tmp_path / "torn" / "config.json").write_text("{bad")
+    assert _bad(["train", "--resume", tmp_path / "torn"], "config.json is not valid JSON").count("config.json") == 1
     (scenes / "scene_00000.json").write_text('{"frames": [{"image_path": "a.png"}]}')
     _bad(["train", "--scenes", scenes, "--out", tmp_path / "r2"], "has no 'fxfycxcy'")
 

@@ -40,6 +40,8 @@ HELD_OUT_SEED = 1_000_000_000
 
 def scene_batch(scenes: list[Scene], input_views: int, normalize: bool = False) -> dict[str, torch.Tensor]:
     """Stack scenes into a batch: the first ``input_views`` views are inputs, the rest targets."""
+    if isinstance(input_views, bool) or not isinstance(input_views, int) or input_views < 1:
+        raise CoordfitError(f"--input-views must be a positive integer, got {input_views!r}")
     if any(s.num_views <= input_views for s in scenes):
         raise CoordfitError(f"every scene needs more than {input_views} views (inputs + at least one target)")
     if len({s.num_views for s in scenes}) > 1 or len({s.size for s in scenes}) > 1:

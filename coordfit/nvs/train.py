@@ -457,8 +457,9 @@ def _read_config(run: Path) -> NVSTrainConfig:
     path = run / "config.json"
     if not path.is_file():
         raise CoordfitError(f"{run} is not a view-synthesis run folder (no config.json)")
+    data = read_json(path)  # its own errors name the file
     try:
-        return NVSTrainConfig.from_dict(read_json(path))
+        return NVSTrainConfig.from_dict(data)
     except CoordfitError as exc:
         raise CoordfitError(f"{path}: {exc}") from None
 
