@@ -108,7 +108,7 @@ def train_cmd(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder as saved."),
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
     threads: Optional[int] = typer.Option(None, "--threads", help=_THREADS_HELP),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress: a bar on a terminal, a line every few seconds elsewhere."),
 ) -> None:
     """Train a view-synthesis model (also under torchrun: DDP, gloo on CPU, NCCL on GPU).
 
@@ -158,30 +158,28 @@ def _given(ctx: typer.Context, name: str) -> bool:
 
 @contextmanager
 def _progress(main_rank: bool, bar: bool, headline: str) -> Iterator[Any]:
-    """The trainer's progress callback ``(step, total, seconds, loss)``. Its first call comes
-    once every check has passed, before the first step: it prints ``headline`` (formatted
-    with ``step`` and ``total``) and, with ``bar``, starts a rich progress bar."""
+    """The trainer's progress callback ``(step, total, seconds, loss)``, drawn by
+    coordfit.progress (a bar on a terminal, a line every few seconds elsewhere). Its first
+    call comes once every check has passed, before the first step: it prints ``headline``
+    (formatted with ``step`` and ``total``) and starts the display."""
     if not main_rank:
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from coordfit.progress import Progress
 
-    shown = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-                     TimeRemainingColumn(), console=err_console, disable=not bar)
-    task: list[Any] = []
+    shown: list[Progress] = []
 
     def update(step: int, total: int, seconds: float, loss: float) -> None:
-        if not task:
+        if not shown:
             err_console.print(headline.format(step=step, total=total), markup=False)
-            task.append(shown.add_task("train", total=total, completed=step, loss="-"))
-            shown.start()
-        shown.update(task[0], completed=step, loss="-" if math.isnan(loss) else f"{loss:.4f}")
+            shown.append(Progress("train", steps=total, start=step, enabled=bar).__enter__())
+        shown[0].update(step, seconds, **({} if math.isnan(loss) else {"loss": loss}))
 
     try:
         yield update
     finally:
-        if task:
-            shown.stop()
+        if shown:
+            shown[0].close()
 
 
 @nvs_app.command("eval")

@@ -51,9 +51,11 @@ def test_scenes_train_eval_round_trip(tmp_path):
     assert "nearest_view" in out and "mean_of_inputs" in out
     scores = json.loads((tmp_path / "scores.json").read_text())
     assert scores["scenes"] == 2 and 0 < scores["model"]["psnr"] < 60
-    # resume adds steps to the same folder
-    out = _ok(["train", "--resume", run, "--steps", 4, "--no-progress", "--device", "cpu"])
+    # resume adds steps to the same folder; off a terminal progress is plain lines, the last one at the end
+    out = _ok(["train", "--resume", run, "--steps", 4, "--device", "cpu"])
     assert f"resuming {run} at step 3 of 4" in out
+    last = [line for line in out.splitlines() if line.startswith("train")][-1].split()
+    assert last[1:4] == ["100%", "step", "4/4"] and "loss" in last, out
     assert json.loads((run / "train_state.json").read_text())["step"] == 4
 
 
