@@ -78,6 +78,7 @@ def test_bad_input_gives_one_error_line(tmp_path):
     _bad(["train", "--procedural", "-o", "attention=sparse", "--out", tmp_path / "r"], "attention must be one of")
     _bad(["train", "--procedural", "-o", "nope=1", "--out", tmp_path / "r"], "has no option 'nope'")
     _bad(["train", "--procedural", "-o", "width=abc", "--out", tmp_path / "r"], "width='abc' must be int")
+    _bad(["train", "--procedural", "-o", "quadtree_topk=0", "--out", tmp_path / "r"], "a list of integers")
     for flag, value, message in [("--steps", 0, "--steps must be a positive integer"),
                                  ("--lr", -1, "--lr must be a finite number > 0"), ("--lr", "nan", "--lr must be"),
                                  ("--batch-size", 0, "--batch-size"), ("--warmup", -1, "--warmup"),

@@ -43,6 +43,9 @@ class NVSConfig(Config):
     def validate(self) -> None:
         super().validate()
         self.check_positive("patch", "width", "depth", "head_dim", "mlp_ratio", "quadtree_levels")
+        topk = self.quadtree_topk
+        if not isinstance(topk, list) or not all(isinstance(k, int) and not isinstance(k, bool) for k in topk):
+            raise CoordfitError(f"quadtree-topk must be a list of integers such as [8], got {topk!r}")
         if self.width % self.head_dim:
             raise CoordfitError(f"width {self.width} is not a multiple of head_dim {self.head_dim}")
 
