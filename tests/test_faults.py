@@ -156,8 +156,6 @@ def test_sigterm_saves_like_ctrl_c(tmp_path: Path) -> None:
     assert state["stopped_by"] == "interrupted" and state["step"] == _step(run) >= 10
 
 
-@pytest.mark.xfail(reason="`nvs train` saves on Ctrl-C once the nvs branch of this round lands (issue 10)",
-                   strict=False)
 def test_nvs_train_ctrl_c_saves_and_resumes(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = ["nvs", "train", "--procedural", "--size", "16", "--batch-size", "2", "--input-views-min", "2",
