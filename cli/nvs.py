@@ -23,18 +23,25 @@ nvs_app = typer.Typer(
 )
 
 _DEVICE_HELP = "auto | cpu | cuda | mps (auto: CUDA, then MPS, then the CPU)."
-_THREADS_HELP = "CPU threads for torch (default: torch's own choice)."
+_THREADS_HELP = "Torch CPU threads (default: the device's, 1 on a CPU as for image, video and shape)."
 
 
-def _threads(threads: Optional[int]) -> None:
-    if threads is not None:
+def _check_threads(threads: Optional[int]) -> None:
+    if threads is not None and threads < 1:
         from coordfit.errors import CoordfitError
 
-        if threads < 1:
-            raise CoordfitError(f"--threads must be a positive integer, got {threads}")
-        import torch
+        raise CoordfitError(f"--threads must be a positive integer, got {threads}")
 
-        torch.set_num_threads(threads)
+
+@contextmanager
+def _on_device(device: str, threads: Optional[int]) -> Iterator[Any]:
+    """``device`` resolved, with torch's thread count set for the work on it: ``--threads``,
+    else the device's default (one on a CPU, as for the fitting commands), restored after."""
+    from coordfit.device import device_defaults, device_settings, resolve_device
+
+    dev = resolve_device(device)
+    with device_settings(dev, "fp32", threads or device_defaults(dev).threads):
+        yield dev
 
 
 def _check_new_file(path: Path, flag: str) -> None:
@@ -118,7 +125,6 @@ def train_cmd(
     from coordfit.nvs import train as nvs_train
     from coordfit.train import TrainingInterrupted
 
-    _threads(threads)
     given = [name for name in _RUN_OPTIONS if _given(ctx, name)]
     main_rank = os.environ.get("RANK", "0") == "0"  # one line under torchrun, not one per process
     try:
@@ -129,7 +135,8 @@ def train_cmd(
                                     "--device, --workers, --threads and --progress apply)")
             with _progress(main_rank, progress, f"resuming {resume} at step {{step}} of {{total}}") as bar:
                 run = nvs_train.resume(resume, steps=steps if _given(ctx, "steps") else None,
-                                       device=device if _given(ctx, "device") else None, workers=workers, progress=bar)
+                                       device=device if _given(ctx, "device") else None, workers=workers,
+                                       progress=bar, threads=threads)
         else:
             if (scenes is None) == (not procedural):
                 raise CoordfitError("pass exactly one of --scenes DIR or --procedural")
@@ -141,7 +148,7 @@ def train_cmd(
             )
             where = "procedural scenes" if procedural else str(scenes)
             with _progress(main_rank, progress, f"training {model} for {{total}} steps on {where}") as bar:
-                run = nvs_train.train(cfg, out=out, progress=bar)
+                run = nvs_train.train(cfg, out=out, progress=bar, threads=threads)
     except TrainingInterrupted as exc:
         if main_rank:
             err_console.print(f"{exc}; continue with: coordfit nvs train --resume {exc.run_dir}", markup=False)
@@ -198,21 +205,21 @@ def eval_cmd(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the scores to this new file."),
 ) -> None:
     """PSNR/SSIM on held-out views beside nearest-view and mean-of-inputs baselines."""
-    from coordfit.device import resolve_device
     from coordfit.io import write_json
     from coordfit.nvs.data import held_out_scenes
     from coordfit.nvs.evaluate import evaluate
     from coordfit.nvs.registry import load_model
     from coordfit.nvs.scenes import load_scenes
 
-    _threads(threads)
+    _check_threads(threads)
     if json_out is not None:
         _check_new_file(json_out, "--json")
     # the checkpoint and the scenes first, the device last: a missing file is reported as such everywhere
     model, info = load_model(checkpoint)
     held = load_scenes(scenes) if scenes is not None else held_out_scenes(count, views, size)
     normalize = bool(info.get("normalize_poses", False))
-    scores = evaluate(model, held, input_views, resolve_device(device), normalize=normalize)
+    with _on_device(device, threads) as dev:
+        scores = evaluate(model, held, input_views, dev, normalize=normalize)
     for name, vals in scores.items():
         console.print(f"{name:<15} PSNR {vals['psnr']:7.3f} dB   SSIM {vals['ssim']:.4f}")
     if json_out is not None:
@@ -243,10 +250,9 @@ def bench_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", help=_THREADS_HELP),
 ) -> None:
     """Time lvsm vs efficient-lvsm, KV-cache add-one-view, QuadTree vs full attention."""
-    from coordfit.device import resolve_device
     from coordfit.nvs.bench import BenchConfig, format_tables, run_bench
 
-    _threads(threads)
+    _check_threads(threads)
     cfg = BenchConfig(width=width, head_dim=head_dim, depth=depth, targets=targets, repeats=repeats, isolate=isolate)
     if views:
         cfg.views = list(views)
@@ -259,6 +265,7 @@ def bench_cmd(
         out = new_run_dir("nvs", "bench") / "bench.json"
     else:
         _check_new_file(out, "--out")
-    result = run_bench(cfg, resolve_device(device), out, log=lambda s: console.print(s, soft_wrap=True, markup=False))
+    with _on_device(device, threads) as dev:
+        result = run_bench(cfg, dev, out, log=lambda s: console.print(s, soft_wrap=True, markup=False))
     console.print(format_tables(result), markup=False, soft_wrap=True)
     console.print(f"wrote {out} in {result['seconds']} s")

@@ -1,7 +1,8 @@
 """How ``coordfit nvs train`` should get its procedural batches: measured, not guessed.
 
 Times blocks of training steps of the shipped Efficient-LVSM recipe (width 96, 3 + 3
-layers, batch 8 of 32 px procedural scenes, one torch thread), the batches drawn
+layers, batch 8 of 32 px procedural scenes, one torch thread unless ``--torch-threads``
+says otherwise), the batches drawn
 
 * ``pre-rendered``: before the clock starts (the lean loop: the step alone);
 * ``inline``: rendered in the training thread when the step asks (``--workers 0``);
@@ -25,6 +26,7 @@ the machine; ``--json`` also writes the numbers.
 
     python examples/bench_nvs_loader.py --steps 12 --repeats 5
     python examples/bench_nvs_loader.py --steps 12 --repeats 5 --tiny
+    python examples/bench_nvs_loader.py --steps 8 --repeats 5 --workers 1 --torch-threads 1 2
 """
 
 from __future__ import annotations
@@ -73,11 +75,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12, help="steps per timed block")
     parser.add_argument("--repeats", type=int, default=5, help="timed blocks per variant (median reported)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="thread and process counts to try")
+    parser.add_argument("--torch-threads", type=int, nargs="+", default=[1],
+                        help="torch intra-op thread counts to try (each variant runs under each)")
     parser.add_argument("--tiny", action="store_true", help="a width-32, 1-layer model: a step as cheap as on a GPU")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
-    torch.set_num_threads(1)
     model_config = dict(width=32, depth=1, head_dim=16) if args.tiny else dict(width=96, depth=3, head_dim=32)
     cfg = NVSTrainConfig(model_config=model_config, batch_size=8, size=32)
     source = ViewSource(None, cfg.size, cfg.input_views, cfg.target_views, seed=0)
@@ -107,19 +110,27 @@ def main() -> None:
         variants[f"threads-{n}"] = lambda n=n: batches(source, cfg.batch_size, steps(), workers=n)
     for n in args.workers:
         variants[f"processes-{n}"] = lambda n=n: _processes(source, cfg.batch_size, steps(), n)
+    if len(args.torch_threads) > 1:  # every variant under every torch thread count
+        variants = {f"{name}, {t} torch thread{'s' * (t > 1)}": (stream, t)
+                    for t in args.torch_threads for name, stream in variants.items()}
+    else:
+        variants = {name: (stream, args.torch_threads[0]) for name, stream in variants.items()}
     cpu = {name: [0.0, 0.0] for name in variants}  # training thread, all (process + reaped workers)
 
     def measured(name: str):  # noqa: ANN202
+        stream, threads = variants[name]
+
         def block() -> None:
+            torch.set_num_threads(threads)
             thread0, usage0 = time.thread_time(), _cpu_seconds()
-            train_on(variants[name]())
+            train_on(stream())
             cpu[name][0] += time.thread_time() - thread0
             cpu[name][1] += _cpu_seconds() - usage0
         return block
 
     load_before = os.getloadavg()
     stats = time_interleaved({name: measured(name) for name in variants}, "cpu", warmup=1, repeats=args.repeats)
-    lean = stats["pre-rendered"].median
+    lean = next(iter(stats.values())).median  # pre-rendered, under the first thread count
     blocks = args.steps * (args.repeats + 1)  # the warm-up block's CPU time is counted too
     rows = {name: {"ms_per_step": round(1000 * s.median / args.steps, 1),
                    "min_ms": round(1000 * s.min / args.steps, 1), "max_ms": round(1000 * s.max / args.steps, 1),

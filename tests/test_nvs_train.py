@@ -162,6 +162,19 @@ def test_the_loss_is_read_at_log_steps_only(tmp_path, monkeypatch):
     assert math.isnan(seen[3][1]) and seen[4][1] == rows[0]["loss"] and seen[7][1] == rows[0]["loss"]
 
 
+def test_torch_threads_follow_the_device_default_or_the_option_and_are_restored(tmp_path):
+    seen = []
+    torch.set_num_threads(2)  # as torch would choose on a 2-core machine (the fixture restores one)
+    run = train(_cfg(steps=1, workers=0), out=tmp_path / "a",
+                progress=lambda *_: seen.append(torch.get_num_threads()))
+    assert seen == [2, 1] and torch.get_num_threads() == 2  # one on a CPU while stepping, then as before
+    seen.clear()
+    resume(run, steps=2, threads=3, progress=lambda *_: seen.append(torch.get_num_threads()))
+    assert seen == [2, 3] and torch.get_num_threads() == 2
+    with pytest.raises(CoordfitError, match="--threads must be a positive integer"):
+        resume(run, steps=3, threads=0)
+
+
 def test_a_diverged_run_stops_with_one_line_and_keeps_its_last_checkpoint(tmp_path, monkeypatch):
     from coordfit.nvs import train as nvs_train
 

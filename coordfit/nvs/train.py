@@ -47,7 +47,7 @@ import torch.nn.functional as F
 
 from ..checkpoint import (clean_stale, find_checkpoint, load_optimizer, load_train_state, save_optimizer,
                           save_train_state, write_checkpoint)
-from ..device import resolve_device
+from ..device import device_defaults, device_settings, resolve_device
 from ..errors import CoordfitError
 from ..io import new_run_dir, read_json, write_json
 from ..train import TrainingInterrupted
@@ -171,6 +171,11 @@ def _check_int(name: str, value: Any, low: int) -> None:
         raise CoordfitError(f"--{name.replace('_', '-')} must be {what}, got {value!r}")
 
 
+def _check_threads(threads: int | None) -> None:
+    if threads is not None:
+        _check_int("threads", threads, 1)
+
+
 def _check_float(name: str, value: Any, positive: bool) -> None:
     ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (positive and value == 0):
@@ -192,18 +197,22 @@ def train(
     out: str | Path | None = None,
     progress: ProgressCallback | None = None,
     model: torch.nn.Module | None = None,
+    threads: int | None = None,
 ) -> Path:
     """Train a new model (or fine-tune ``model``, trained in place) and return its run folder.
 
-    ``out`` must be empty or absent (default ``runs/nvs/<model>/<timestamp>/``).
+    ``out`` must be empty or absent (default ``runs/nvs/<model>/<timestamp>/``). ``threads``:
+    torch threads while training (None: the device's default, one on a CPU; see
+    coordfit.device.DEFAULTS); not part of the run, so a resume may choose again.
     """
     cfg.validate()
+    _check_threads(threads)
     if model is None:
         torch.manual_seed(cfg.seed)  # same config, same initial weights
         model = create_model(cfg.model, NVSConfig.from_dict(cfg.model_config))
     elif getattr(model, "name", None) != cfg.model:
         raise CoordfitError(f"cfg.model is '{cfg.model}' but the model given is '{getattr(model, 'name', '?')}'")
-    session = _session(cfg, model)
+    session = _session(cfg, model, threads=threads)
     run, created = _make_run_dir(cfg, out, session.rank == 0, session.world)
     try:
         return _fit(session, run, 0, progress)
@@ -219,6 +228,7 @@ def resume(
     device: str | None = None,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
+    threads: int | None = None,
 ) -> Path:
     """Continue the run in folder ``run`` from its last checkpoint (optionally to more ``steps``).
 
@@ -235,10 +245,11 @@ def resume(
     if workers is not None:
         cfg.workers = workers
     cfg.validate()
+    _check_threads(threads)
     model, opt, start, loss = _load(run, cfg)
     if start >= cfg.steps:
         raise CoordfitError(f"{run} already reached {start} steps; pass --steps larger than that")
-    session = _session(cfg, model, opt.state_dict())  # the optimiser state follows the weights to the device
+    session = _session(cfg, model, opt.state_dict(), threads)  # the optimiser state follows the weights to the device
     if session.rank == 0:  # every check has passed: now the folder may change
         clean_stale(run)  # temporaries a killed writer left
         if cfg.to_dict() != saved:
@@ -257,17 +268,22 @@ class _Session:
     device: torch.device
     rank: int
     world: int
+    threads: int | None  # torch threads while training (None: leave torch's setting)
 
 
-def _session(cfg: NVSTrainConfig, model: torch.nn.Module, opt_state: dict | None = None) -> _Session:
+def _session(
+    cfg: NVSTrainConfig, model: torch.nn.Module, opt_state: dict | None = None, threads: int | None = None
+) -> _Session:
     """Load the data (checked against the model: image size vs patch and QuadTree grid),
-    resolve the device, join the process group under torchrun, build the optimiser."""
+    resolve the device and its thread default, join the process group under torchrun,
+    build the optimiser."""
     source = ViewSource(cfg.scenes, cfg.size, cfg.input_views, cfg.target_views, cfg.seed, cfg.normalize_poses)
     model.cfg.check_image(*source.image_size)
     rank, world, device = _dist_init(resolve_device(cfg.device))
     source.check_range(cfg.steps * world, cfg.batch_size)
     model.to(device)
-    return _Session(cfg, model, _optimizer(model, cfg, opt_state), source, device, rank, world)
+    threads = threads or device_defaults(device).threads
+    return _Session(cfg, model, _optimizer(model, cfg, opt_state), source, device, rank, world, threads)
 
 
 def _optimizer(model: torch.nn.Module, cfg: NVSTrainConfig, state: dict | None = None) -> torch.optim.Optimizer:
@@ -318,7 +334,8 @@ def _fit(
         progress(start, cfg.steps, 0.0, loss_value)
     stream = batches(session.source, cfg.batch_size, range(start, cfg.steps), workers, world, rank,
                      pin_memory=device.type == "cuda")
-    with _StopOnSignal() as stopping, contextlib.closing(stream):
+    with (device_settings(device, "fp32", session.threads), _StopOnSignal() as stopping,
+          contextlib.closing(stream)):
         for step, batch in zip(range(start, cfg.steps), stream):
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg)
