@@ -100,3 +100,29 @@ def test_mismatched_image_sizes_and_broken_files(scene_dir, tmp_path_factory):
         load_scene(path)
     with pytest.raises(CoordfitError, match="no scene .json"):
         list_scenes(tmp_path_factory.mktemp("empty"))
+
+
+def test_interrupted_scene_writing_leaves_the_folder_reusable(tmp_path, monkeypatch):
+    from coordfit.nvs import data
+
+    cfg = ProceduralConfig(size=8, views=2)
+    out = tmp_path / "scenes"
+    save = data.save_scene
+
+    def ctrl_c_after_one(scene, folder):
+        if scene.name == "scene_00001":
+            raise KeyboardInterrupt
+        return save(scene, folder)
+
+    monkeypatch.setattr(data, "save_scene", ctrl_c_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        data.write_scenes(out, 3, cfg, seed=5)
+    assert [p.name for p in tmp_path.iterdir()] == ["scenes"] and not any(out.iterdir())
+    monkeypatch.undo()
+    data.write_scenes(out, 3, cfg, seed=5)  # the same --out again
+    assert [p.name for p in list_scenes(out)] == ["scene_00000.json", "scene_00001.json", "scene_00002.json"]
+    torch.testing.assert_close(load_scene(out / "scene_00002.json").c2w, make_scene(7, cfg).c2w, atol=1e-5, rtol=0)
+    (tmp_path / "plain").mkdir()
+    assert out.stat().st_mode == (tmp_path / "plain").stat().st_mode  # not a temporary folder's private mode
+    with pytest.raises(CoordfitError, match="is not empty; choose a new folder$"):
+        data.write_scenes(out, 1, cfg)

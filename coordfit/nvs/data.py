@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import collections
 import os
+import shutil
+import tempfile
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -138,15 +140,28 @@ def held_out_scenes(count: int, views: int, size: int = 32) -> list[Scene]:
 
 def write_scenes(out: str | Path, count: int, cfg: ProceduralConfig, seed: int | None = None) -> Path:
     """Render ``count`` procedural scenes with seeds ``seed, seed + 1, ...`` (default: the
-    held-out range) into the new or empty folder ``out``, in the scene JSON format."""
+    held-out range) into the new or empty folder ``out``, in the scene JSON format.
+
+    The scenes are written into a hidden folder beside ``out`` that is renamed into place
+    when all are done: an interrupted call leaves ``out`` empty, so it can be run again."""
     _check_count(count)
     cfg.validate()
     first = HELD_OUT_SEED if seed is None else seed
     if isinstance(first, bool) or not isinstance(first, int) or not 0 <= first <= 2**63 - count:
         raise CoordfitError(f"--seed must be an integer from 0 to 2^63 - count, got {seed!r}")
+    out = Path(out)
+    if out.is_dir() and any(out.iterdir()):
+        raise CoordfitError(f"--out {out} is not empty; choose a new folder")
     out = ensure_empty_dir(out)
-    for i in range(count):
-        save_scene(make_scene(first + i, cfg, name=f"scene_{i:05d}"), out)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp", dir=out.parent))  # a name clean_stale knows
+    try:
+        for i in range(count):
+            save_scene(make_scene(first + i, cfg, name=f"scene_{i:05d}"), staging)
+        staging.chmod(out.stat().st_mode)  # mkdtemp's is private to the user
+        out.rmdir()
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 
