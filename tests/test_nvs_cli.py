@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -190,3 +191,38 @@ def test_cli_as_a_real_subprocess(tmp_path):
     res = subprocess.run([sys.executable, "-c", code, "eval", "--scenes", str(tmp_path / "nowhere"),
                           "--checkpoint", str(tmp_path / "s")], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and res.stderr.startswith("error: ") and "Traceback" not in res.stderr
+
+
+def test_kill_9_then_resume_ends_as_an_uninterrupted_run(tmp_path):
+    """A real process killed at once after a checkpoint; resumed, it ends with the weights
+    and log of a run never interrupted (the log loses the lines after the checkpoint)."""
+    from safetensors.torch import load_file
+
+    from coordfit.checkpoint import find_checkpoint
+
+    args = ["train", "--procedural", "--steps", 60, "--batch-size", 1, "--size", 8, "--input-views-min", 1,
+            "--input-views-max", 1, "--target-views", 1, "-o", "width=16", "-o", "head_dim=8", "-o", "depth=1",
+            "--checkpoint-every", 4, "--log-every", 2, "--workers", 1, "--no-progress", "--device", "cpu"]
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "coordfit_cli", "nvs", *map(str, args), "--out", str(killed)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while proc.poll() is None and time.monotonic() < deadline and find_checkpoint(killed) is None:
+            time.sleep(0.005)
+        proc.kill()
+        assert proc.wait(timeout=60) == -signal.SIGKILL, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stopped = find_checkpoint(killed).step
+    assert 4 <= stopped < 60
+    _ok(["train", "--resume", killed, "--no-progress"])
+    _ok([*args, "--out", whole])
+    a, b = load_file(str(killed / "model.safetensors")), load_file(str(whole / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows = [[(r["step"], r["loss"]) for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())]
+            for run in (killed, whole)]
+    assert rows[0] == rows[1] and len(rows[0]) == 30  # checkpoints fall on log steps: the same means

@@ -49,7 +49,7 @@ from ..checkpoint import (clean_stale, find_checkpoint, load_optimizer, load_tra
                           save_train_state, write_checkpoint)
 from ..device import device_defaults, device_settings, resolve_device
 from ..errors import CoordfitError
-from ..io import new_run_dir, read_json, write_json
+from ..io import atomic_write, new_run_dir, read_json, write_json
 from ..train import TrainingInterrupted
 from .data import ViewSource, batches, default_workers
 from .layers import NVSConfig
@@ -252,6 +252,7 @@ def resume(
     session = _session(cfg, model, opt.state_dict(), threads)  # the optimiser state follows the weights to the device
     if session.rank == 0:  # every check has passed: now the folder may change
         clean_stale(run)  # temporaries a killed writer left
+        _trim_log(run, start)  # lines a killed run logged after its last checkpoint
         if cfg.to_dict() != saved:
             write_json(run / "config.json", cfg.to_dict())  # the run folder keeps describing itself
     return _fit(session, run, start, progress, loss)
@@ -479,6 +480,27 @@ def _read_config(run: Path) -> NVSTrainConfig:
         return NVSTrainConfig.from_dict(data)
     except CoordfitError as exc:
         raise CoordfitError(f"{path}: {exc}") from None
+
+
+def _trim_log(run: Path, step: int) -> None:
+    """Keep the log.jsonl lines up to ``step`` (the checkpoint a resume starts from): a
+    killed run may have logged steps after it, and a torn last line."""
+    path = run / "log.jsonl"
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if (logged := _logged_step(line)) is not None and logged <= step]
+    if kept != lines:
+        atomic_write(path, lambda p: p.write_text("".join(kept)))
+
+
+def _logged_step(line: str) -> int | None:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    step = row.get("step") if isinstance(row, dict) and line.endswith("\n") else None
+    return step if _is_int(step) else None
 
 
 def _append_log(run: Path, row: dict[str, Any]) -> None:
