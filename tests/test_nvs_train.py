@@ -302,6 +302,12 @@ def test_evaluate_reports_model_and_baselines():
     batch["target_c2w"][0, 0, 0, 3] = 4.0
     assert baselines(batch)["nearest_view"].mean() == 1.0
     assert baselines(batch)["mean_of_inputs"].mean() == 0.5
+    # scenes of different view counts are batched apart; the mean is over every target view
+    four = held_out_scenes(1, views=4, size=16)  # two targets
+    mixed = evaluate(model, [scenes[0], four[0], scenes[1]], input_views=2)
+    alone = evaluate(model, four, input_views=2)
+    for name, vals in mixed.items():
+        assert vals["psnr"] == pytest.approx((scores[name]["psnr"] + alone[name]["psnr"]) / 2, abs=2e-4)
 
 
 def _free_port():

@@ -38,15 +38,20 @@ def evaluate(
     batch_size: int = 8,
     normalize: bool = False,
 ) -> dict[str, dict[str, float]]:
-    """Mean PSNR/SSIM of the model and the baselines; the first ``input_views`` views of
-    every scene are inputs, the others are targets.
+    """Mean PSNR/SSIM of the model and the baselines over every target view; the first
+    ``input_views`` views of every scene are inputs, the others are targets (scenes may
+    differ in view count and image size).
 
     Returns ``{"model": {"psnr": .., "ssim": ..}, "nearest_view": {...}, "mean_of_inputs": {...}}``.
     """
     model.eval().to(device)
     sums: dict[str, list[torch.Tensor]] = {}
-    for i in range(0, len(scenes), batch_size):
-        batch = scene_batch(scenes[i : i + batch_size], input_views, normalize)
+    groups: dict[tuple[int, tuple[int, int]], list[Scene]] = {}  # a batch needs one view count and size
+    for scene in scenes:
+        groups.setdefault((scene.num_views, scene.size), []).append(scene)
+    chunks = [group[i : i + batch_size] for group in groups.values() for i in range(0, len(group), batch_size)]
+    for chunk in chunks:
+        batch = scene_batch(chunk, input_views, normalize)
         batch = {k: v.to(device) for k, v in batch.items()}
         preds = {"model": model(batch["images"], batch["c2w"], batch["fxfycxcy"],
                                 batch["target_c2w"], batch["target_fxfycxcy"]).clamp(0, 1)}
