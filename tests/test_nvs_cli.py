@@ -93,6 +93,8 @@ def test_bad_input_gives_one_error_line(tmp_path):
     # the checkpoint is checked before the device, so a missing one is reported as such on any machine
     _bad(["eval", "--checkpoint", tmp_path / "missing"], "does not exist")
     _bad(["eval", "--checkpoint", tmp_path / "missing", "--device", "cuda"], "does not exist")
+    _bad(["train", "--resume", tmp_path / "missing", "--device", "cuda"], "not a view-synthesis run folder")
+    _bad(["train", "--scenes", tmp_path / "missing", "--device", "cuda", "--out", tmp_path / "r"], "does not exist")
     if not torch.cuda.is_available():
         _bad(["train", "--procedural", "--device", "cuda", "--out", tmp_path / "c"], "CUDA is not available")
     for flag, value, message in [("--count", 0, "--count"), ("--views", 0, "views must be at least 1"),
