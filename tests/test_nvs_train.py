@@ -276,7 +276,10 @@ def test_config_refuses_bad_values_with_one_line(change, message):
 
 
 def test_config_round_trips_and_refuses_unknown_keys():
+    from coordfit.registry import Config
+
     cfg = _cfg(workers=2)
+    assert isinstance(cfg, Config)  # the one config base
     assert NVSTrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(CoordfitError, match=r"unknown training options \['stpes'\]"):
         NVSTrainConfig.from_dict({"stpes": 3})

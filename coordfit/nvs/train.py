@@ -37,7 +37,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from ..checkpoint import (clean_stale, find_checkpoint, load_optimizer, load_tra
 from ..device import device_defaults, device_settings, resolve_device
 from ..errors import CoordfitError
 from ..io import atomic_write, new_run_dir, read_json, write_json
+from ..registry import Config
 from ..train import TrainingInterrupted
 from .data import ViewSource, batches, default_workers
 from .layers import NVSConfig
@@ -68,8 +69,11 @@ _DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass
-class NVSTrainConfig:
-    """Everything a training run depends on; saved as config.json in the run folder."""
+class NVSTrainConfig(Config):
+    """Everything a training run depends on; saved as config.json in the run folder.
+
+    A :class:`coordfit.registry.Config` like every other config: ``from_dict`` refuses
+    unknown keys, ``validate()`` checks every field once, each fault in one line."""
 
     model: str = "efficient-lvsm"
     """Registered model name (lvsm | efficient-lvsm)."""
@@ -114,8 +118,9 @@ class NVSTrainConfig:
     None: coordfit.nvs.data.default_workers."""
 
     @classmethod
-    def from_dict(cls, data: Any) -> NVSTrainConfig:
-        """Build and :meth:`validate` a config from its JSON form; unknown keys are refused."""
+    def from_dict(cls, data: Any, owner: str | None = None) -> NVSTrainConfig:  # type: ignore[override]
+        """Build and :meth:`validate` a config from its JSON form (config.json); unknown keys
+        are refused. Values are taken as saved, not read from text: a wrong type is refused."""
         if not isinstance(data, dict):
             raise CoordfitError(f"a training config must be a JSON object, got {type(data).__name__}")
         known = [f.name for f in fields(cls)]
@@ -129,11 +134,9 @@ class NVSTrainConfig:
         cfg.validate()
         return cfg
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     def validate(self) -> None:
         """Check every field's type and range, and the model options; one line on the first fault."""
+        super().validate()
         if self.model not in list_models():
             raise CoordfitError(f"unknown view-synthesis model {self.model!r}; choose from {', '.join(list_models())}")
         for name, low in (("steps", 1), ("batch_size", 1), ("warmup", 0), ("size", 4), ("target_views", 1),
