@@ -21,6 +21,7 @@ from .api import fit as fit  # noqa: E402
 from .api import load as load  # noqa: E402
 from .api import render as render  # noqa: E402
 from .api import resume as resume  # noqa: E402
+from .viewfit import fit_views as fit_views  # noqa: E402
 
 __all__ = [
     "CoordfitError",
@@ -31,6 +32,7 @@ __all__ = [
     "__version__",
     "create_model",
     "fit",
+    "fit_views",
     "list_models",
     "load",
     "load_signal",

@@ -96,6 +96,7 @@ def fit(
     runs_root: str | Path = "runs",
     progress: bool | None = None,
     signal_options: dict[str, Any] | None = None,
+    prior: str | None = None,
     **model_options: Any,
 ) -> FitResult:
     """Fit ``model`` to ``signal`` and (with ``save``) write a run folder.
@@ -106,7 +107,9 @@ def fit(
     options and training settings under the explicit ones (:func:`~coordfit.presets.resolve_preset`);
     ``train`` is a :class:`TrainConfig` or a mapping of its fields. Without a preset the
     model is ``coordx`` and the kind ``image``. The run folder is ``out`` (must be empty
-    or new) or ``runs/<kind>/<model>/<time>/``.
+    or new) or ``runs/<kind>/<model>/<time>/``. ``prior`` (``kind="views"``: ``default``, a
+    view-synthesis checkpoint or ``none``) is a signal option; :func:`coordfit.fit_views`
+    also fits without it and compares.
 
     >>> result = coordfit.fit("photo.png", "coordx", train=TrainConfig(steps=500))  # doctest: +SKIP
     >>> result = coordfit.fit(preset="coordx-image-paper", train={"steps": 500})  # doctest: +SKIP
@@ -115,6 +118,10 @@ def fit(
     choice = resolve_preset(preset, kind=signal.kind if isinstance(signal, Signal) else kind, model=model,
                             model_options=model_options, train=train)
     model, train = choice.model, choice.train  # validated there
+    if prior is not None:
+        if isinstance(signal, Signal):
+            raise CoordfitError("prior= applies when fit() reads the scene; give it to the signal's load() instead")
+        signal_options = {**(signal_options or {}), "prior": prior}
     if not isinstance(signal, Signal):
         signal = load_signal(choice.kind, signal if signal is not None else choice.source, **(signal_options or {}))
     net = _prepare_model(model, signal, train.seed, choice.model_options)

@@ -13,6 +13,7 @@ from .base import signal_kinds as signal_kinds
 from .image import ImageSignal as ImageSignal
 from .shape import ShapeSignal as ShapeSignal
 from .video import VideoSignal as VideoSignal
+from .views import ViewsSignal as ViewsSignal
 
 
 def load_signal(kind: str, source: Any = None, **options: Any) -> Signal:
@@ -29,4 +30,4 @@ def signal_from_meta(meta: dict[str, Any]) -> Signal:
     return load_signal(meta["kind"], meta["source"], **meta.get("options", {}))
 
 
-__all__ = ["GridSignal", "ImageSignal", "ShapeSignal", "Signal", "load_signal", "register_signal", "signal_class", "signal_from_meta", "signal_kinds", "VideoSignal"]
+__all__ = ["GridSignal", "ImageSignal", "ShapeSignal", "Signal", "load_signal", "register_signal", "signal_class", "signal_from_meta", "signal_kinds", "VideoSignal", "ViewsSignal"]
