@@ -46,18 +46,21 @@ def _parse_size(size: str | None) -> tuple[int, ...] | None:
 @app.command("render")
 @handle_errors
 def render_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder written by coordfit image/video/shape.")],
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by coordfit image/video/shape/views.")],
     scale: Annotated[Optional[float], typer.Option("--scale", help="Images/videos: size factor (2 = twice the resolution).")] = None,
     size: Annotated[Optional[str], typer.Option("--size", help="Images: WxH; videos: WxH or WxHxFRAMES.")] = None,
     fps: Annotated[Optional[float], typer.Option("--fps", help="Videos: frame rate of the output.")] = None,
     frames: Annotated[Optional[int], typer.Option("--frames", help="Videos: number of frames (temporal super-resolution).")] = None,
     resolution: Annotated[Optional[int], typer.Option("--resolution", help="Shapes: marching-cubes grid size.")] = None,
+    orbit: Annotated[bool, typer.Option("--orbit", help="Views: an MP4 circling the scene (--frames, --fps, --size).")] = False,
+    pose: Annotated[Optional[str], typer.Option("--pose", help="Views: a PNG from view N's camera or a JSON camera file (c2w/w2c/transform_matrix, fxfycxcy).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Output file (default: inside the run folder).")] = None,
     device: F.Device = "auto",
 ) -> None:
     """Render a fitted run at any resolution (super-resolution), in memory-bounded chunks."""
     run = coordfit.load(run_dir, device=device)
-    options = {"scale": scale, "size": _parse_size(size), "fps": fps, "frames": frames, "resolution": resolution}
+    options = {"scale": scale, "size": _parse_size(size), "fps": fps, "frames": frames, "resolution": resolution,
+               "orbit": orbit or None, "pose": pose}
     options = {k: v for k, v in options.items() if v is not None}
     path = run.render(out, **options)
     console.print(f"wrote {path}")
