@@ -109,12 +109,13 @@ def orbit_poses(rig: Rig, frames: int) -> torch.Tensor:
     return rig_poses(rig, az, rig.elevation.mean().expand(frames), rig.radius.mean().expand(frames))
 
 
-def pseudo_poses(rig: Rig, count: int, generator: torch.Generator, near_share: float = 0.5) -> torch.Tensor:
+def pseudo_poses(rig: Rig, count: int, generator: torch.Generator, near_share: float = 0.5,
+                 widen_deg: float = 10.0) -> torch.Tensor:
     """``count`` poses around and between the input cameras, looking at the centre: ``[count, 4, 4]``.
 
     A ``near_share`` of them lie between two input cameras (or beside the one input),
     spherically interpolated and jittered by ~8 degrees; the rest anywhere around the
-    centre, at elevations the inputs span widened by 10 degrees and their distances.
+    centre, at elevations the inputs span widened by ``widen_deg`` and their distances.
     """
     v = len(rig.radius)
     g = generator
@@ -129,7 +130,7 @@ def pseudo_poses(rig: Rig, count: int, generator: torch.Generator, near_share: f
     az_near = rig.azimuth[a] + t * gap + jitter[:, 0]
     el_near = torch.lerp(rig.elevation[a], rig.elevation[b], t) + jitter[:, 1]
     r_near = torch.lerp(rig.radius[a], rig.radius[b], t)
-    lo, hi = rig.elevation.min() - 10 * deg, rig.elevation.max() + 10 * deg
+    lo, hi = rig.elevation.min() - widen_deg * deg, rig.elevation.max() + widen_deg * deg
     az_any = rand[:, 2] * 2 * math.pi
     el_any = lo + (hi - lo) * rand[:, 3]
     r_any = rig.radius.min() + (rig.radius.max() - rig.radius.min()) * rand[:, 4]

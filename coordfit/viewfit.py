@@ -14,7 +14,7 @@ from typing import Any
 
 from .api import FitResult, fit, resume
 from .io import write_json
-from .signals.views import DEFAULT_MODEL, ViewsSignal
+from .signals.views import DEFAULT_MODEL, DEFAULT_MODEL_OPTIONS, ViewsSignal
 from .train import TrainConfig
 
 __all__ = ["fit_views", "resume_views", "add_comparison"]
@@ -36,9 +36,12 @@ def fit_views(
     """Fit ``model`` to ``scene`` with ``prior``; with ``compare`` (and a prior) also without it.
 
     ``signal_options`` are :class:`coordfit.signals.views.ViewsConfig` fields
-    (``inputs``, ``holdout``, ``prior_weight``...); ``model_options`` go to the model.
+    (``inputs``, ``holdout``, ``prior_weight``...); ``model_options`` go to the model
+    (the default model starts from ``DEFAULT_MODEL_OPTIONS``).
     """
     train = train or TrainConfig()
+    if model == DEFAULT_MODEL:
+        model_options = {**DEFAULT_MODEL_OPTIONS, **model_options}
     signal = scene if isinstance(scene, ViewsSignal) else ViewsSignal.load(scene, **{**(signal_options or {}), "prior": prior})
     result = fit(signal, model, train=train, out=out, save=save, progress=progress, **model_options)
     return add_comparison(result, train, progress, **model_options) if compare else result

@@ -85,13 +85,13 @@ def test_tiny_prior_end_to_end_logs_the_pseudo_view_loss(one_thread, tiny_prior:
     train = coordfit.TrainConfig(steps=30, batch_points=2048, device="cpu")
     result = coordfit.fit_views(scene_json, "hashgrid", prior=str(tiny_prior), train=train, out=out, progress=False,
                                 signal_options={"inputs": [0, 1], "holdout": [2, 3], "pseudo_views": 4,
-                                                "prior_ramp": 10, **FAST_SIGNAL}, **FAST_MODEL)
+                                                "prior_weight": 0.5, "prior_ramp": 10, **FAST_SIGNAL}, **FAST_MODEL)
     held = json.loads((out / "metrics.json").read_text())["heldout"]
     assert set(held) == {"nearest", "prior", "fit_no_prior", "fit"}
     assert held == result.metrics["heldout"]
     rows = list(csv.DictReader((out / "prior_log.csv").open()))
     assert [int(r["step"]) for r in rows] == [0, 25]
-    assert float(rows[0]["prior_weight"]) == 0 and float(rows[1]["prior_weight"]) == 1.0 * 0.5
+    assert float(rows[0]["prior_weight"]) == 0 and float(rows[1]["prior_weight"]) == 0.5  # ramped up by step 10
     assert all(0 < float(r["pseudo_mse"]) < 1 for r in rows)
     for name in ("views.png", "orbit.mp4", "pseudo_views.png", "no_prior.safetensors", "model.safetensors"):
         assert (out / name).is_file(), name
@@ -164,7 +164,7 @@ def _bad_scenes(tmp: Path, scene_json: Path, tiny_prior: Path) -> dict[str, list
         "prior is missing": [str(scene_json), "--prior", str(tmp / "nowhere.safetensors"), *fast],
         "missing scene": [str(tmp / "nope.json")],
         "unknown views option": [str(scene_json), "--set", "sample_inner=3"],
-        "bad prior weight": [str(scene_json), "--prior-weight", "1.5"],
+        "bad prior weight": [str(scene_json), "--prior-weight", "-0.5"],
         "bad procedural spec": ["procedural:abc"],
     }
 

@@ -31,9 +31,10 @@ from .base import Signal, register_signal
 from .posed_views import choose_views, parse_indices, read_views
 from .views_render import render_camera, write_outputs_for
 
-__all__ = ["ViewsConfig", "ViewsSignal", "DEFAULT_MODEL", "DEFAULT_SOURCE"]
+__all__ = ["ViewsConfig", "ViewsSignal", "DEFAULT_MODEL", "DEFAULT_MODEL_OPTIONS", "DEFAULT_SOURCE"]
 
-DEFAULT_MODEL = "hashgrid"
+DEFAULT_MODEL = "hashgrid"  # the best held-out PSNR at equal CPU time (docs/views.md)
+DEFAULT_MODEL_OPTIONS = {"levels": 8}  # half the levels: twice the steps in the same time, higher PSNR
 DEFAULT_SOURCE = "procedural:1000000000"
 _LOG_EVERY = 25  # steps between rows of prior_log.csv
 
@@ -45,24 +46,27 @@ class ViewsConfig:
     inputs: list[int] | None = None  # views fitted (default: every view not held out)
     holdout: list[int] | None = None  # views never trained on, scored at the end
     prior: str = "none"  # default (the shipped Efficient-LVSM), a view-synthesis checkpoint, or none
-    prior_weight: float = 0.5  # weight of the pseudo-view loss once ramped up (input views weigh 1)
+    prior_weight: float = 1.0  # weight of the pseudo-view loss once ramped up (input views weigh 1)
     prior_ramp: int = 200  # steps over which that weight grows linearly from 0
-    pseudo_views: int = 24  # pseudo views rendered by the prior
+    pseudo_views: int = 96  # pseudo views rendered by the prior
     pseudo_share: float = 0.5  # share of each step's rays drawn from the pseudo views
     pseudo_seed: int = 0  # seeds the pseudo poses
+    pseudo_near: float = 0.5  # share of pseudo poses between input cameras (the rest anywhere around the scene)
+    pseudo_widen: float = 10.0  # degrees the pseudo elevations reach beyond the inputs'
     box_scale: float = 0.5  # scene box half-size, as a share of the mean camera distance to the look-at point
     resolution: int | None = None  # nominal grid size per axis for grid models (None: 4 x the longer image side)
-    samples_front: int = 4  # samples per ray before the box
-    samples_inner: int = 32  # samples per ray inside the box
-    samples_outer: int = 12  # samples per ray beyond the box, the last one the background
+    samples_front: int = 2  # samples per ray before the box
+    samples_inner: int = 16  # samples per ray inside the box
+    samples_outer: int = 6  # samples per ray beyond the box, the last one the background
     distortion: float = 0.0  # weight of mip-NeRF 360's distortion loss (compact weights along rays)
 
     def validate(self) -> None:
         self.inputs = parse_indices(self.inputs, "inputs")
         self.holdout = parse_indices(self.holdout, "holdout")
-        if self.distortion < 0:
-            raise CoordfitError(f"distortion must be >= 0, got {self.distortion}")
-        for name in ("prior_weight", "pseudo_share"):
+        for name in ("distortion", "prior_weight"):
+            if getattr(self, name) < 0:
+                raise CoordfitError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        for name in ("pseudo_share", "pseudo_near"):
             if not 0 <= getattr(self, name) <= 1:
                 raise CoordfitError(f"{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
         for name in ("pseudo_views", "box_scale"):
@@ -165,7 +169,7 @@ class ViewsSignal(Signal):
         pick = torch.tensor(self.inputs)
         self.prior.condition(s.images[pick], s.c2w[pick], s.fxfycxcy[pick])
         g = torch.Generator().manual_seed(cfg.pseudo_seed)
-        self.pseudo_c2w = pseudo_poses(self.rig, cfg.pseudo_views, g)
+        self.pseudo_c2w = pseudo_poses(self.rig, cfg.pseudo_views, g, cfg.pseudo_near, cfg.pseudo_widen)
         k = s.fxfycxcy[pick[:1]].expand(cfg.pseudo_views, 4)
         images = self.prior.render(self.pseudo_c2w, k)  # [P, 3, h, w] at the prior's size
         k_small = self.prior.scale_intrinsics(k.float(), self.height, self.width)
@@ -218,11 +222,12 @@ class ViewsSignal(Signal):
         return torch.cat([colour, distortion(weights)[:, None]], dim=1)
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """MSE per ray, weighted by the target's 4th column (+ the distortion term)."""
         err = (pred[:, :3] - target[:, :3]).pow(2).mean(-1)  # [R]
-        if self.pseudo is not None and self._step % _LOG_EVERY == 0:
-            n = self._real
-            self._log.append((self._step, self.prior_weight_at(self._step),
-                              err[:n].detach().mean(), err[n:].detach().mean()))
+        n = self._real
+        if len(pred) > n and self._step % _LOG_EVERY == 0:
+            self._log.append((self._step, self.prior_weight_at(self._step), err[:n].detach().mean(),
+                              err[n:].detach().mean()))
         loss = (err * target[:, 3]).sum()
         return loss + self.config.distortion * pred[:, 3].mean() if self.config.distortion else loss
 
