@@ -54,6 +54,14 @@ def test_fit_crosses_a_psnr_floor_on_its_input_views(one_thread) -> None:
     assert set(metrics["heldout"]) == {"nearest", "fit"}
 
 
+def test_without_held_out_views_the_inputs_are_scored(one_thread, tmp_path: Path) -> None:
+    signal = ViewsSignal.load("procedural:1000000007,views=2,size=16", **FAST_SIGNAL)
+    result = _fit(signal, 3, tmp_path / "run")
+    assert signal.inputs == [0, 1] and "heldout" not in result.metrics
+    assert result.metrics["psnr"] == result.metrics["input_psnr"] > 5
+    assert iio.imread(tmp_path / "run" / "views.png").ndim == 3
+
+
 def test_a_held_out_image_does_not_change_the_fit(one_thread, scene_json: Path) -> None:
     weights = []
     for flip in (False, True):

@@ -49,7 +49,7 @@ class ViewsConfig:
     prior_weight: float = 1.0  # weight of the pseudo-view loss once ramped up (input views weigh 1)
     prior_ramp: int = 200  # steps over which that weight grows linearly from 0
     pseudo_views: int = 96  # pseudo views rendered by the prior
-    pseudo_share: float = 0.5  # share of each step's rays drawn from the pseudo views
+    pseudo_share: float = 0.5  # share of each step's rays drawn from the pseudo views (below 1)
     pseudo_seed: int = 0  # seeds the pseudo poses
     pseudo_near: float = 0.5  # share of pseudo poses between input cameras (the rest anywhere around the scene)
     pseudo_widen: float = 10.0  # degrees the pseudo elevations reach beyond the inputs'
@@ -66,9 +66,10 @@ class ViewsConfig:
         for name in ("distortion", "prior_weight"):
             if getattr(self, name) < 0:
                 raise CoordfitError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        for name in ("pseudo_share", "pseudo_near"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise CoordfitError(f"{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
+        if not 0 <= self.pseudo_near <= 1:
+            raise CoordfitError(f"pseudo-near must be in [0, 1], got {self.pseudo_near}")
+        if not 0 <= self.pseudo_share < 1:
+            raise CoordfitError(f"pseudo-share must be in [0, 1): some rays come from the inputs; got {self.pseudo_share}")
         for name in ("pseudo_views", "box_scale"):
             if getattr(self, name) <= 0:
                 raise CoordfitError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
@@ -196,7 +197,7 @@ class ViewsSignal(Signal):
         and each ray's loss weight (input rays sum to 1, pseudo rays to the ramped weight)."""
         dev, gdev = self.device, generator.device
         rays = max(2, budget // self.sampling.total)
-        n_pseudo = round(rays * self.config.pseudo_share) if self.pseudo is not None else 0
+        n_pseudo = min(rays - 1, round(rays * self.config.pseudo_share)) if self.pseudo is not None else 0
         n_real = rays - n_pseudo
         idx = torch.randint(self._train.count, (n_real,), generator=generator, device=gdev).to(dev)
         o, d, rgb = self._train.rays(idx)
