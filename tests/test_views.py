@@ -41,6 +41,30 @@ def tiny_prior(tmp_path: Path) -> Path:
     return save_model(tmp_path / "prior" / "tiny.safetensors", model, {"size": 16})
 
 
+@pytest.mark.parametrize("name", ["efficient-lvsm", "lvsm"])
+def test_a_prior_runs_at_its_own_size(one_thread, tmp_path: Path, name: str) -> None:
+    from coordfit.nvs import NVSConfig, create_model, save_model
+    from coordfit.nvs.prior import ViewPrior
+    from coordfit.signals.posed_views import read_views
+
+    torch.manual_seed(0)
+    path = save_model(tmp_path / "p.safetensors", create_model(name, NVSConfig(width=32, depth=1, head_dim=16)), {"size": 8})
+    prior = ViewPrior.load(path)
+    scene = read_views("procedural:1000000007,views=4,size=16")
+    prior.condition(scene.images[:2], scene.c2w[:2], scene.fxfycxcy[:2])
+    out = prior.render(scene.c2w[2:], scene.fxfycxcy[2:])
+    assert out.shape == (2, 3, 8, 8) and bool(((out >= 0) & (out <= 1)).all())
+    torch.testing.assert_close(prior.scale_intrinsics(scene.fxfycxcy[:1], 16, 16), scene.fxfycxcy[:1] / 2)
+    assert prior.size_for(16, 32) == (4, 8) and prior.size_for(30, 20) == (8, 4)
+    direct = create_model(name, prior.model.cfg)
+    direct.load_state_dict(prior.model.state_dict())
+    small = torch.nn.functional.interpolate(scene.images[:2], size=(8, 8), mode="area")
+    k = scene.fxfycxcy / 2
+    with torch.no_grad():
+        ref = direct(small[None], scene.c2w[None, :2], k[None, :2], scene.c2w[None, 2:], k[None, 2:])[0]
+    torch.testing.assert_close(out, ref.clamp(0, 1), atol=1e-5, rtol=0)  # the cache path equals a full forward
+
+
 def _fit(signal: ViewsSignal, steps: int, out: Path | None = None) -> coordfit.FitResult:
     train = coordfit.TrainConfig(steps=steps, batch_points=2048, device="cpu", seed=0)
     return coordfit.fit(signal, "hashgrid", train=train, out=out, save=out is not None, progress=False, **FAST_MODEL)
