@@ -9,15 +9,11 @@ from rich.table import Table
 
 import coordfit
 from coordfit.errors import CoordfitError
-from coordfit.train import TrainConfig, TrainingInterrupted
+from coordfit.train import TrainingInterrupted
 
 from . import _fit as F
 from ._common import console, err_console, handle_errors, parse_options
 from .main import app
-
-# At 32 px the fit with a prior stops improving after about 300 steps of 8192 ray samples
-# (docs/views.md); larger views need more: pass --steps.
-_STEPS, _BATCH_POINTS = 500, 8192
 
 
 @app.command("views")
@@ -31,13 +27,14 @@ def views_cmd(
     pseudo_views: Annotated[Optional[int], typer.Option("--pseudo-views", help="Pseudo views the prior renders.")] = None,
     compare: Annotated[bool, typer.Option("--compare/--no-compare", help="With a prior: also fit without it, for views.png and metrics.json.")] = True,
     view_option: Annotated[Optional[list[str]], typer.Option("--set", help="Any views option as KEY=VALUE (repeatable), e.g. --set samples_inner=48 --set box_scale=0.6.")] = None,
-    model: F.Model = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Field from `coordfit models` (default: the preset's).")] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="Named preset (default hashgrid-views when no --model).")] = None,
     option: F.Options = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", "-n", help="Maximum training steps (default: 500).")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", "-n", help="Maximum training steps (hashgrid-views: 500).")] = None,
     time_budget: F.TimeBudget = None,
     target_psnr: F.TargetPSNR = None,
     lr: F.LR = None,
-    batch_points: Annotated[Optional[int], typer.Option("--batch-points", help="Ray samples per step; rays = this / samples per ray (default: 8192).")] = None,
+    batch_points: Annotated[Optional[int], typer.Option("--batch-points", help="Ray samples per step; rays = this / samples per ray (hashgrid-views: 8192).")] = None,
     seed: F.Seed = 0,
     device: F.Device = "auto",
     out: F.Out = None,
@@ -46,7 +43,6 @@ def views_cmd(
     progress: F.Progress = None,
 ) -> None:
     """Fit a radiance field to posed views; writes views.png, orbit.mp4, metrics.json, model.safetensors."""
-    from coordfit.signals.views import DEFAULT_MODEL
     from coordfit.viewfit import fit_views, resume_views
 
     try:
@@ -61,12 +57,11 @@ def views_cmd(
                                ("pseudo_views", pseudo_views)):
                 if value is not None:
                     signal_options[key] = value
-            points = batch_points or _BATCH_POINTS
-            train = {"steps": steps or _STEPS, "time_budget": time_budget, "target_psnr": target_psnr, "lr": lr,
-                     "batch_points": points, "grid_batch": points}
-            config = TrainConfig(seed=seed, device=device, checkpoint_every=checkpoint_every,
-                                 **{k: v for k, v in train.items() if v is not None})
-            result = fit_views(scene, model or DEFAULT_MODEL, prior=prior, compare=compare, train=config, out=out,
+            train = {"steps": steps, "time_budget": time_budget, "target_psnr": target_psnr, "lr": lr,
+                     "batch_points": batch_points, "grid_batch": batch_points}
+            train = {"seed": seed, "device": device, "checkpoint_every": checkpoint_every,
+                     **{k: v for k, v in train.items() if v is not None}}
+            result = fit_views(scene, model, preset=preset, prior=prior, compare=compare, train=train, out=out,
                                progress=progress, signal_options=signal_options, **parse_options(option))
     except TrainingInterrupted as exc:
         err_console.print(f"{exc}; continue with: coordfit views --resume {exc.run_dir}", markup=False)

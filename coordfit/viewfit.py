@@ -8,13 +8,15 @@ without the prior, rendered beside it in ``views.png`` and scored in ``metrics.j
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .api import FitResult, fit, resume
 from .io import write_json
-from .signals.views import DEFAULT_MODEL, DEFAULT_MODEL_OPTIONS, ViewsSignal
+from .presets import resolve_preset
+from .signals.views import DEFAULT_PRESET, ViewsSignal
 from .train import TrainConfig
 
 __all__ = ["fit_views", "resume_views", "add_comparison"]
@@ -22,11 +24,12 @@ __all__ = ["fit_views", "resume_views", "add_comparison"]
 
 def fit_views(
     scene: ViewsSignal | str | Path | None = None,
-    model: str = DEFAULT_MODEL,
+    model: str | None = None,
     *,
+    preset: str | None = None,
     prior: str = "default",
     compare: bool = True,
-    train: TrainConfig | None = None,
+    train: TrainConfig | Mapping[str, Any] | None = None,
     out: str | Path | None = None,
     save: bool = True,
     progress: bool | None = None,
@@ -36,15 +39,15 @@ def fit_views(
     """Fit ``model`` to ``scene`` with ``prior``; with ``compare`` (and a prior) also without it.
 
     ``signal_options`` are :class:`coordfit.signals.views.ViewsConfig` fields
-    (``inputs``, ``holdout``, ``prior_weight``...); ``model_options`` go to the model
-    (the default model starts from ``DEFAULT_MODEL_OPTIONS``).
+    (``inputs``, ``holdout``, ``prior_weight``...); ``model_options`` go to the model;
+    ``preset`` (default ``hashgrid-views`` when no model is named) fills what is not given.
     """
-    train = train or TrainConfig()
-    if model == DEFAULT_MODEL:
-        model_options = {**DEFAULT_MODEL_OPTIONS, **model_options}
+    if model is None and preset is None:
+        preset = DEFAULT_PRESET
+    choice = resolve_preset(preset, kind="views", model=model, model_options=model_options, train=train)
     signal = scene if isinstance(scene, ViewsSignal) else ViewsSignal.load(scene, **{**(signal_options or {}), "prior": prior})
-    result = fit(signal, model, train=train, out=out, save=save, progress=progress, **model_options)
-    return add_comparison(result, train, progress, **model_options) if compare else result
+    result = fit(signal, choice.model, train=choice.train, out=out, save=save, progress=progress, **choice.model_options)
+    return add_comparison(result, choice.train, progress, **choice.model_options) if compare else result
 
 
 def resume_views(run_dir: str | Path, *, compare: bool = True, progress: bool | None = None, **limits: Any) -> FitResult:

@@ -11,7 +11,7 @@ the prior and the fit with it (same model, seed and steps), PSNR and SSIM.
 Comparing fields at equal training time (each ``name[:key=value...]`` a model and options):
 
     python examples/bench_views.py --scenes 2 --inputs 2 --no-compare --time-budget 30 --steps 100000 \
-        --models hashgrid,hashgrid:levels=16,splitgrid,siren,pe-mlp,coordx --out docs/views_models.json
+        --models hashgrid:levels=8,hashgrid,splitgrid,siren,pe-mlp,coordx --out docs/views_models.json
 
 Results are written after every scene (atomically); running again with the same --out
 skips what is done, so an interrupted run resumes. The table goes to stdout.
@@ -31,6 +31,7 @@ import torch
 import coordfit
 from coordfit.io import read_json, write_json
 from coordfit.nvs.data import HELD_OUT_SEED
+from coordfit.presets import list_presets
 from coordfit.signals.views import ViewsSignal
 
 METHODS = ("nearest", "prior", "fit_no_prior", "fit")
@@ -46,7 +47,8 @@ def run_item(seed: int, n: int, views: int, model: str, args: argparse.Namespace
     train = coordfit.TrainConfig(steps=args.steps, time_budget=args.time_budget, batch_points=args.batch_points,
                                  device=args.device, seed=0)
     name, *opts = model.split(":")
-    result = coordfit.fit_views(signal, name, compare=args.compare, train=train, save=False, progress=False,
+    field = {"preset": name} if name in list_presets() else {"model": name}
+    result = coordfit.fit_views(signal, **field, compare=args.compare, train=train, save=False, progress=False,
                                 **dict(_option(o) for o in opts))
     return {"seed": seed, "inputs": n, "model": model, "steps": result.metrics["steps"], "heldout": result.metrics["heldout"],
             "per_view": result.metrics["heldout_per_view"], "input_psnr": result.metrics["input_psnr"],
@@ -93,7 +95,8 @@ def main() -> None:
     p.add_argument("--holdout", type=int, default=2, help="held-out views per scene")
     p.add_argument("--size", type=int, default=32, help="image size (px)")
     p.add_argument("--prior", default="default", help="default | shipped | a checkpoint")
-    p.add_argument("--models", default="hashgrid", help="fields, comma separated: name[:key=value...]")
+    p.add_argument("--models", default="hashgrid-views",
+                   help="fields, comma separated: a model or preset name [:key=value...]")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--time-budget", type=float, default=None, help="seconds of training per fit")
     p.add_argument("--no-compare", dest="compare", action="store_false", help="skip the fit without the prior")
@@ -110,9 +113,9 @@ def main() -> None:
     args.samples = [int(x) for x in args.samples.split(",")]
     counts = [int(x) for x in args.inputs.split(",")]
     views = max(counts) + args.holdout
-    settings = {k: v for k, v in vars(args).items() if k not in ("scenes", "first", "out")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("scenes", "first", "out", "note")}
     done = read_json(args.out) if args.out.is_file() else {"settings": settings, "items": []}
-    if done["settings"] != settings:
+    if {k: v for k, v in done["settings"].items() if k != "note"} != settings:
         raise SystemExit(f"{args.out} holds results for other settings; choose another --out")
     have = {(it["seed"], it["inputs"], it["model"]) for it in done["items"]}
     for i in range(args.first, args.first + args.scenes):

@@ -31,10 +31,9 @@ from .base import Signal, register_signal
 from .posed_views import choose_views, parse_indices, read_views
 from .views_render import render_camera, write_outputs_for
 
-__all__ = ["ViewsConfig", "ViewsSignal", "DEFAULT_MODEL", "DEFAULT_MODEL_OPTIONS", "DEFAULT_SOURCE"]
+__all__ = ["ViewsConfig", "ViewsSignal", "DEFAULT_PRESET", "DEFAULT_SOURCE"]
 
-DEFAULT_MODEL = "hashgrid"  # the best held-out PSNR at equal CPU time (docs/views.md)
-DEFAULT_MODEL_OPTIONS = {"levels": 8}  # half the levels: twice the steps in the same time, higher PSNR
+DEFAULT_PRESET = "hashgrid-views"  # the best held-out PSNR at equal CPU time (docs/views.md)
 DEFAULT_SOURCE = "procedural:1000000000"
 _LOG_EVERY = 25  # steps between rows of prior_log.csv
 
