@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 import coordfit
+from coordfit.presets import PRESETS
 from coordfit.signals.views import ViewsSignal
 from coordfit_cli.main import app
 
@@ -76,6 +78,16 @@ def test_fit_crosses_a_psnr_floor_on_its_input_views(one_thread) -> None:
     assert metrics["input_psnr"] > 24.0, metrics
     assert metrics["heldout"]["fit"]["psnr"] > 12.0  # scored on the held-out view, which it never saw
     assert set(metrics["heldout"]) == {"nearest", "fit"}
+
+
+@pytest.mark.parametrize("name", [n for n, p in PRESETS.items() if p.kind == "views"])
+def test_every_views_preset_trains(one_thread, name: str) -> None:
+    signal = ViewsSignal.load("procedural:1000000007,views=3,size=16", holdout=[2], **FAST_SIGNAL)
+    r = coordfit.fit(signal, preset=name, train={"steps": 3, "device": "cpu", "batch_points": 1024}, save=False,
+                     progress=False)
+    assert r.metrics["steps"] == 3 and r.metrics["model"] == PRESETS.get(name).model
+    assert all(getattr(r.model.config, k) == v for k, v in PRESETS.get(name).model_options.items())
+    assert math.isfinite(r.metrics["heldout"]["fit"]["psnr"])
 
 
 def test_without_held_out_views_the_inputs_are_scored(one_thread, tmp_path: Path) -> None:
