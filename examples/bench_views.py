@@ -10,7 +10,7 @@ the prior and the fit with it (same model, seed and steps), PSNR and SSIM.
 
 Comparing fields at equal training time (each ``name[:key=value...]`` a model and options):
 
-    python examples/bench_views.py --scenes 2 --inputs 2 --no-compare --time-budget 30 --steps 100000 \
+    python examples/bench_views.py --scenes 2 --inputs 2 --views 6 --no-compare --time-budget 30 --steps 100000 \
         --models hashgrid:levels=8,hashgrid,splitgrid,siren,pe-mlp,coordx --out docs/views_models.json
 
 Results are written after every scene (atomically); running again with the same --out
@@ -92,7 +92,8 @@ def main() -> None:
     p.add_argument("--scenes", type=int, default=16, help="held-out procedural scenes")
     p.add_argument("--first", type=int, default=0, help="first scene: seed 1,000,000,000 + first")
     p.add_argument("--inputs", default="2,3,4", help="input view counts N")
-    p.add_argument("--holdout", type=int, default=2, help="held-out views per scene")
+    p.add_argument("--holdout", type=int, default=2, help="held-out views per scene (the last ones)")
+    p.add_argument("--views", type=int, default=None, help="views per scene (default: max N + holdout)")
     p.add_argument("--size", type=int, default=32, help="image size (px)")
     p.add_argument("--prior", default="default", help="default | shipped | a checkpoint")
     p.add_argument("--models", default="hashgrid-views",
@@ -112,7 +113,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     args.samples = [int(x) for x in args.samples.split(",")]
     counts = [int(x) for x in args.inputs.split(",")]
-    views = max(counts) + args.holdout
+    views = args.views or max(counts) + args.holdout
+    if views < max(counts) + args.holdout:
+        raise SystemExit(f"--views {views} leaves no room for {max(counts)} inputs and {args.holdout} held-out views")
     settings = {k: v for k, v in vars(args).items() if k not in ("scenes", "first", "out", "note")}
     done = read_json(args.out) if args.out.is_file() else {"settings": settings, "items": []}
     if {k: v for k, v in done["settings"].items() if k != "note"} != settings:

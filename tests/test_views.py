@@ -67,6 +67,22 @@ def test_a_prior_runs_at_its_own_size(one_thread, tmp_path: Path, name: str) -> 
     torch.testing.assert_close(out, ref.clamp(0, 1), atol=1e-5, rtol=0)  # the cache path equals a full forward
 
 
+def test_a_prior_trained_with_normalized_poses_gets_them(one_thread, tmp_path: Path) -> None:
+    from coordfit.nvs import NVSConfig, create_model, normalize_poses, save_model
+    from coordfit.nvs.prior import ViewPrior
+    from coordfit.signals.posed_views import read_views
+
+    torch.manual_seed(0)
+    model = create_model("efficient-lvsm", NVSConfig(width=32, depth=1, head_dim=16))
+    prior = ViewPrior.load(save_model(tmp_path / "n.safetensors", model, {"size": 16, "normalize_poses": True}))
+    s = read_views("procedural:1000000007,views=4,size=16")
+    prior.condition(s.images[:2], s.c2w[:2], s.fxfycxcy[:2])
+    ref_in, ref_t = normalize_poses(s.c2w[:2], s.c2w[2:])
+    with torch.no_grad():
+        ref = model(s.images[None, :2], ref_in[None], s.fxfycxcy[None, :2], ref_t[None], s.fxfycxcy[None, 2:])[0]
+    torch.testing.assert_close(prior.render(s.c2w[2:], s.fxfycxcy[2:]), ref.clamp(0, 1), atol=1e-5, rtol=0)
+
+
 def _fit(signal: ViewsSignal, steps: int, out: Path | None = None) -> coordfit.FitResult:
     train = coordfit.TrainConfig(steps=steps, batch_points=2048, device="cpu", seed=0)
     return coordfit.fit(signal, "hashgrid", train=train, out=out, save=out is not None, progress=False, **FAST_MODEL)

@@ -64,6 +64,7 @@ class ViewPrior:
         self.normalize = bool(info.get("normalize_poses", False))
         self._cache = None
         self._inputs: tuple[torch.Tensor, ...] | None = None
+        self._input_c2w: torch.Tensor | None = None
         self._frame: tuple[torch.Tensor, torch.Tensor, float] | None = None
 
     @classmethod
@@ -110,11 +111,11 @@ class ViewPrior:
         dev = self.device
         small = F.interpolate(images.float(), size=(h, w), mode="area") if (h, w) != (height, width) else images
         k = self.scale_intrinsics(fxfycxcy.float(), height, width)
-        self._frame = None if self.normalize else _procedural_frame(c2w.float())
-        cams = self._to_frame(c2w.float())
+        self._input_c2w = c2w.float()
+        self._frame = None if self.normalize else _procedural_frame(self._input_c2w)
+        cams = self._to_frame(self._input_c2w)
         self._inputs = (small[None].to(dev), cams[None].to(dev), k[None].to(dev))
         self._cache = self.model.add_views(None, *self._inputs) if hasattr(self.model, "add_views") else None
-        self._input_c2w = c2w.float()
         self._scene_size = (height, width)
 
     @torch.no_grad()
@@ -135,9 +136,9 @@ class ViewPrior:
         return torch.cat(out).clamp(0, 1).cpu()
 
     def _to_frame(self, c2w: torch.Tensor) -> torch.Tensor:
+        """World cameras ``[V, 4, 4]`` -> the frame the prior was trained in (fixed by the inputs)."""
         if self.normalize:
-            ref = self._input_c2w if self._inputs is not None else c2w
-            return normalize_poses(ref, c2w)[1]
+            return normalize_poses(self._input_c2w, c2w)[1]
         rot, shift, scale = self._frame
         out = c2w.clone()
         out[:, :3, :3] = rot @ c2w[:, :3, :3]
