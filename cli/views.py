@@ -32,11 +32,13 @@ def views_cmd(
     option: F.Options = None,
     steps: Annotated[Optional[int], typer.Option("--steps", "-n", help="Maximum training steps (hashgrid-views: 500).")] = None,
     time_budget: F.TimeBudget = None,
-    target_psnr: F.TargetPSNR = None,
+    target: Annotated[Optional[float], typer.Option("--target", "--target-psnr", help="Stop once the input-view batch PSNR reaches this (dB).")] = None,
     lr: F.LR = None,
     batch_points: Annotated[Optional[int], typer.Option("--batch-points", help="Ray samples per step; rays = this / samples per ray (hashgrid-views: 8192).")] = None,
     seed: F.Seed = 0,
     device: F.Device = "auto",
+    precision: F.Precision = "auto",
+    threads: F.Threads = None,
     out: F.Out = None,
     resume: F.Resume = None,
     checkpoint_every: F.CheckpointEvery = 500,
@@ -49,7 +51,7 @@ def views_cmd(
         if resume is not None:
             if scene is not None or out is not None:
                 raise CoordfitError("--resume takes the scene and folder from the run; drop SCENE and --out")
-            limits = {"steps": steps, "time_budget": time_budget, "target_psnr": target_psnr, "model": model}
+            limits = {"steps": steps, "time_budget": time_budget, "target": target, "model": model}
             result = resume_views(resume, compare=compare, progress=progress, **{k: v for k, v in limits.items() if v is not None})
         else:
             signal_options = parse_options(view_option)
@@ -57,9 +59,9 @@ def views_cmd(
                                ("pseudo_views", pseudo_views)):
                 if value is not None:
                     signal_options[key] = value
-            train = {"steps": steps, "time_budget": time_budget, "target_psnr": target_psnr, "lr": lr,
+            train = {"steps": steps, "time_budget": time_budget, "target": target, "lr": lr, "threads": threads,
                      "batch_points": batch_points, "grid_batch": batch_points}
-            train = {"seed": seed, "device": device, "checkpoint_every": checkpoint_every,
+            train = {"seed": seed, "device": device, "precision": precision, "checkpoint_every": checkpoint_every,
                      **{k: v for k, v in train.items() if v is not None}}
             result = fit_views(scene, model, preset=preset, prior=prior, compare=compare, train=train, out=out,
                                progress=progress, signal_options=signal_options, **parse_options(option))
