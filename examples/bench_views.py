@@ -32,12 +32,12 @@ import coordfit
 from coordfit.io import read_json, write_json
 from coordfit.nvs.data import HELD_OUT_SEED
 from coordfit.presets import list_presets
-from coordfit.signals.views import ViewsSignal
+from coordfit.signals.views import ViewsConfig, ViewsSignal
 
 METHODS = ("nearest", "prior", "fit_no_prior", "fit")
 
 
-def run_item(seed: int, n: int, views: int, model: str, args: argparse.Namespace) -> dict:
+def run_item(seed: int, n: int, views: int, model: str, args: argparse.Namespace, compare: bool) -> dict:
     options = {"inputs": list(range(n)), "holdout": list(range(views - args.holdout, views)), "prior": args.prior,
                "pseudo_views": args.pseudo_views, "prior_weight": args.prior_weight, "samples_front": args.samples[0],
                "samples_inner": args.samples[1], "samples_outer": args.samples[2], "distortion": args.distortion}
@@ -48,12 +48,27 @@ def run_item(seed: int, n: int, views: int, model: str, args: argparse.Namespace
                                  device=args.device, seed=0)
     name, *opts = model.split(":")
     field = {"preset": name} if name in list_presets() else {"model": name}
-    result = coordfit.fit_views(signal, **field, compare=args.compare, train=train, save=False, progress=False,
+    result = coordfit.fit_views(signal, **field, compare=compare, train=train, save=False, progress=False,
                                 **dict(_option(o) for o in opts))
     return {"seed": seed, "inputs": n, "model": model, "steps": result.metrics["steps"], "heldout": result.metrics["heldout"],
             "per_view": result.metrics["heldout_per_view"], "input_psnr": result.metrics["input_psnr"],
             "prior_seconds": round(t1 - t0, 2), "fit_seconds": round(time.perf_counter() - t1, 2),
             "train_seconds_with_prior": result.metrics["train_seconds"]}
+
+
+def _views(settings: dict) -> int:
+    return settings.get("views") or max(int(x) for x in settings["inputs"].split(",")) + settings["holdout"]
+
+
+def _baseline(path: Path, settings: dict) -> dict:
+    """``(seed, N, model) -> item`` of an earlier run whose fits without the prior match these settings."""
+    data = read_json(path)
+    old = data["settings"]
+    same = ("holdout", "size", "steps", "time_budget", "batch_points", "samples", "device")
+    differ = [k for k in same if old.get(k) != settings.get(k)] + (["views"] if _views(old) != _views(settings) else [])
+    if differ:
+        raise SystemExit(f"--baseline {path} differs in {', '.join(differ)}; its fits without the prior do not apply")
+    return {(it["seed"], it["inputs"], it["model"]): it for it in data["items"] if "fit_no_prior" in it["heldout"]}
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -101,9 +116,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--time-budget", type=float, default=None, help="seconds of training per fit")
     p.add_argument("--no-compare", dest="compare", action="store_false", help="skip the fit without the prior")
+    p.add_argument("--baseline", type=Path, default=None,
+                   help="an earlier --out whose fit without the prior (same scenes, views, model, steps) is reused")
     p.add_argument("--batch-points", type=int, default=8192, help="ray samples per step")
     p.add_argument("--samples", default="2,16,6", help="samples per ray: front,inner,outer")
-    p.add_argument("--pseudo-views", type=int, default=96)
+    p.add_argument("--pseudo-views", type=int, default=ViewsConfig.pseudo_views)
     p.add_argument("--prior-weight", type=float, default=1.0)
     p.add_argument("--distortion", type=float, default=0.0)
     p.add_argument("--device", default="cpu")
@@ -116,18 +133,26 @@ def main() -> None:
     views = args.views or max(counts) + args.holdout
     if views < max(counts) + args.holdout:
         raise SystemExit(f"--views {views} leaves no room for {max(counts)} inputs and {args.holdout} held-out views")
-    settings = {k: v for k, v in vars(args).items() if k not in ("scenes", "first", "out", "note")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("scenes", "first", "out", "note", "baseline")}
+    if args.baseline:
+        settings["baseline"] = str(args.baseline)
     done = read_json(args.out) if args.out.is_file() else {"settings": settings, "items": []}
     if {k: v for k, v in done["settings"].items() if k != "note"} != settings:
         raise SystemExit(f"{args.out} holds results for other settings; choose another --out")
     have = {(it["seed"], it["inputs"], it["model"]) for it in done["items"]}
+    baseline = _baseline(args.baseline, settings) if args.baseline else {}
     for i in range(args.first, args.first + args.scenes):
         for n in counts:
             for model in args.models.split(","):
                 seed = HELD_OUT_SEED + i
                 if (seed, n, model) in have:
                     continue
-                item = run_item(seed, n, views, model, args)
+                reuse = baseline.get((seed, n, model))
+                item = run_item(seed, n, views, model, args, compare=args.compare and reuse is None)
+                if reuse is not None:  # the fit without the prior does not depend on the prior's settings
+                    for key in ("heldout", "per_view"):
+                        item[key] = {**item[key], "fit_no_prior": reuse[key]["fit_no_prior"]}
+                    item["fit_no_prior_from"] = str(args.baseline)
                 item["load"] = os.getloadavg()[0]
                 done["items"].append(item)
                 write_json(args.out, done)

@@ -47,7 +47,7 @@ class ViewsConfig:
     prior: str = "none"  # default (the shipped Efficient-LVSM), a view-synthesis checkpoint, or none
     prior_weight: float = 1.0  # weight of the pseudo-view loss once ramped up (input views weigh 1)
     prior_ramp: int = 200  # steps over which that weight grows linearly from 0
-    pseudo_views: int = 96  # pseudo views rendered by the prior
+    pseudo_views: int = 1024  # pseudo views rendered by the prior
     pseudo_share: float = 0.5  # share of each step's rays drawn from the pseudo views (below 1)
     pseudo_seed: int = 0  # seeds the pseudo poses
     pseudo_near: float = 0.5  # share of pseudo poses between input cameras (the rest anywhere around the scene)
