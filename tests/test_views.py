@@ -139,6 +139,17 @@ def test_sampling_draws_on_the_generator_and_weights_the_pseudo_rays(tiny_prior:
     torch.testing.assert_close(target[n_real:, 3].sum(), torch.tensor(0.25))  # 0.5 x 50 / 100
 
 
+def test_fit_with_kind_views_and_a_prior_reads_the_scene_with_it(one_thread, tiny_prior: Path, scene_json: Path) -> None:
+    result = coordfit.fit(scene_json, "hashgrid", kind="views", prior=str(tiny_prior), save=False, progress=False,
+                          train={"steps": 3, "device": "cpu", "batch_points": 1024},
+                          signal_options={"inputs": [0, 1], "holdout": [3], "pseudo_views": 2, **FAST_SIGNAL},
+                          **FAST_MODEL)
+    assert result.signal.prior is not None and result.signal.pseudo.pixels.shape[0] == 2
+    assert set(result.metrics["heldout"]) == {"nearest", "prior", "fit"}  # fit() alone: no comparison fit
+    with pytest.raises(coordfit.CoordfitError, match="prior="):
+        coordfit.fit(result.signal, "hashgrid", prior="none", save=False)
+
+
 def test_tiny_prior_end_to_end_logs_the_pseudo_view_loss(one_thread, tiny_prior: Path, scene_json: Path,
                                                           tmp_path: Path) -> None:
     out = tmp_path / "run"
