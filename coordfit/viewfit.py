@@ -70,11 +70,12 @@ def add_comparison(result: FitResult, train: TrainConfig, progress: bool | None 
     name = result.model.registry_name
     plain = fit(signal.without_prior(), name, train=replace(train), save=False, progress=progress, **model_options)
     signal.baseline = plain.model
-    result.metrics.update(signal.evaluate(result.model))
+    metrics, renders = signal.score(result.model)
+    result.metrics.update(metrics)
     if result.run_dir is not None:
         from .signals.views_render import write_comparison
 
-        written = write_comparison(signal, result.model, result.run_dir)
+        written = write_comparison(signal, result.model, result.run_dir, renders)
         write_json(result.run_dir / "metrics.json", result.metrics)
         result.outputs.extend(p for p in written if p not in result.outputs)
     return result

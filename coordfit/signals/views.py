@@ -25,6 +25,7 @@ from ..errors import CoordfitError
 from ..nvs.metrics import psnr as image_psnr
 from ..nvs.metrics import ssim as image_ssim
 from ..nvs.prior import ViewPrior
+from ..phases import Report, quiet
 from ..rig import Rig, pseudo_poses
 from ..volume import RaySampling, SceneBox, contract, distortion, interval_edges, ray_segments, sample_intervals, shade
 from .base import Signal, register_signal
@@ -260,23 +261,38 @@ class ViewsSignal(Signal):
         out["fit"] = self.render(model, s.c2w[held], s.fxfycxcy[held])
         return out
 
-    def evaluate(self, model: torch.nn.Module) -> dict[str, Any]:
-        """Held-out PSNR/SSIM of the fit and of what it is compared with; input-view PSNR."""
+    def score(self, model: torch.nn.Module, report: Report = quiet) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """Held-out PSNR/SSIM of the fit and of what it is compared with, input-view PSNR
+        -> ``(metrics, the held-out renders of :meth:`comparisons`)``, each rendered once."""
         s = self.scene
         first = self.inputs[:4]
         fit_in = self.render(model, s.c2w[first], s.fxfycxcy[first])
         metrics: dict[str, Any] = {"input_psnr": round(float(image_psnr(fit_in, s.images[first]).mean()), 4)}
+        renders: dict[str, torch.Tensor] = {}
         if self.holdout:
             renders = self.comparisons(model)
-            truth = renders.pop("truth")
-            scores = {name: {"psnr": image_psnr(img, truth), "ssim": image_ssim(img, truth)} for name, img in renders.items()}
+            report("render", 1, 1)
+            truth = renders["truth"]
+            scores = {name: {"psnr": image_psnr(img, truth), "ssim": image_ssim(img, truth)}
+                      for name, img in renders.items() if name != "truth"}
             metrics["heldout"] = {name: {k: round(float(v.mean()), 4) for k, v in sc.items()} for name, sc in scores.items()}
             metrics["heldout_per_view"] = {name: [round(float(x), 4) for x in sc["psnr"]] for name, sc in scores.items()}
             metrics["psnr"], metrics["ssim"] = metrics["heldout"]["fit"]["psnr"], metrics["heldout"]["fit"]["ssim"]
         else:
             metrics["psnr"] = metrics["input_psnr"]
         metrics.update(inputs=self.inputs, holdout=self.holdout, prior=self.prior.source if self.prior else "none")
-        return metrics
+        report("metrics", 1, 1)
+        return metrics, renders
+
+    def finish(self, model: torch.nn.Module, run_dir: Path | None = None,
+               report: Report = quiet) -> tuple[dict[str, Any], list[Path]]:
+        """The metrics of :meth:`score`; with ``run_dir``: ``views.png`` (from the same renders),
+        ``orbit.mp4``; with a prior ``pseudo_views.png`` and ``prior_log.csv``; with a
+        comparison fit ``no_prior.safetensors``."""
+        metrics, renders = self.score(model, report)
+        if run_dir is None:
+            return metrics, []
+        return metrics, write_outputs_for(self, model, Path(run_dir), renders, report)
 
     def prior_log(self) -> str:
         """``prior_log.csv``: step, ramped weight, input-view and pseudo-view MSE of that step's rays."""
@@ -286,11 +302,6 @@ class ViewsSignal(Signal):
         for step, weight, real, pseudo in self._log:
             writer.writerow([step, f"{weight:.4g}", f"{float(real):.6g}", f"{float(pseudo):.6g}"])
         return buf.getvalue()
-
-    def write_outputs(self, model: torch.nn.Module, run_dir: Path) -> list[Path]:
-        """``views.png``, ``orbit.mp4``; with a prior ``pseudo_views.png`` and ``prior_log.csv``;
-        with a comparison fit ``no_prior.safetensors``."""
-        return write_outputs_for(self, model, Path(run_dir))
 
     def meta(self) -> dict[str, Any]:
         s = self.scene

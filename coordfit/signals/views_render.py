@@ -10,6 +10,7 @@ import torch
 
 from ..errors import CoordfitError
 from ..io import atomic_write, read_json
+from ..phases import Report, quiet
 from ..rig import Rig, orbit_poses
 from ..volume import RaySampling, SceneBox, camera_rays, render_rays
 
@@ -20,6 +21,7 @@ __all__ = ["render_camera", "write_outputs_for", "write_comparison", "render_nam
 
 _POINTS_PER_CHUNK = 1 << 18  # ray samples alive at once while rendering
 _ORBIT_FRAMES, _ORBIT_FPS, _ORBIT_MAX_SIDE = 48, 24.0, 256
+_PSEUDO_SHOWN = 64  # pseudo views tiled in pseudo_views.png (the first ones)
 _LABELS = {"nearest": "nearest input", "prior": "prior alone", "fit_no_prior": "fit, no prior",
            "fit": "fit", "truth": "ground truth"}
 
@@ -62,7 +64,7 @@ def _figure(path: Path, rows: list[list[tuple[str, np.ndarray]]]) -> Path:
         plt.close(fig)
 
 
-def _views_png(signal: ViewsSignal, model: torch.nn.Module, path: Path) -> Path:
+def _views_png(signal: ViewsSignal, model: torch.nn.Module, path: Path, renders: dict[str, torch.Tensor]) -> Path:
     """One row per held-out view: nearest input | prior | fit without prior | fit | truth, with PSNR."""
     from ..nvs.metrics import psnr
 
@@ -73,7 +75,6 @@ def _views_png(signal: ViewsSignal, model: torch.nn.Module, path: Path) -> Path:
         rows = [[(f"fit (input {v}) {float(psnr(f, s.images[v])):.1f} dB", _to_hwc(f)),
                  (f"input {v}", _to_hwc(s.images[v]))] for v, f in zip(first, fit)]
         return _figure(path, rows)
-    renders = signal.comparisons(model)
     truth = renders["truth"]
     order = [k for k in ("nearest", "prior", "fit_no_prior", "fit") if k in renders]
     rows = []
@@ -98,39 +99,49 @@ def _orbit_size(height: int, width: int) -> tuple[int, int]:
 
 
 def _write_orbit(path: Path, model: torch.nn.Module, rig: Rig, k: torch.Tensor, size: tuple[int, int],
-                 image_size: tuple[int, int], box: SceneBox, sampling: RaySampling, frames: int, fps: float) -> Path:
+                 image_size: tuple[int, int], box: SceneBox, sampling: RaySampling, frames: int, fps: float,
+                 report: Report = quiet) -> Path:
     from .video_io import write_mp4
 
     h, w = size
     k = _scale_k(k, image_size, size)
     poses = orbit_poses(rig, frames)
-    chunks = (_to_hwc(render_camera(model, c, k, h, w, box, sampling))[None] for c in poses)
-    return write_mp4(path, chunks, fps, (w, h))
+
+    def chunks():
+        for i, c in enumerate(poses):
+            yield _to_hwc(render_camera(model, c, k, h, w, box, sampling))[None]
+            report("render", i + 1, frames)
+
+    return write_mp4(path, chunks(), fps, (w, h))
 
 
-def write_comparison(signal: ViewsSignal, model: torch.nn.Module, run_dir: Path) -> list[Path]:
-    """``views.png`` and, when the signal holds the fit without the prior, ``no_prior.safetensors``."""
+def write_comparison(signal: ViewsSignal, model: torch.nn.Module, run_dir: Path,
+                     renders: dict[str, torch.Tensor]) -> list[Path]:
+    """``views.png`` from ``renders`` (:meth:`ViewsSignal.comparisons`) and, when the signal
+    holds the fit without the prior, ``no_prior.safetensors``."""
     from ..checkpoint import save_weights
 
-    out = [_views_png(signal, model, run_dir / "views.png")]
+    out = [_views_png(signal, model, run_dir / "views.png", renders)]
     if signal.baseline is not None:
         out.append(save_weights(run_dir / "no_prior.safetensors", signal.baseline, signal.baseline.registry_name))
     return out
 
 
-def write_outputs_for(signal: ViewsSignal, model: torch.nn.Module, run_dir: Path) -> list[Path]:
+def write_outputs_for(signal: ViewsSignal, model: torch.nn.Module, run_dir: Path, renders: dict[str, torch.Tensor],
+                      report: Report = quiet) -> list[Path]:
     from .image import save_image
 
-    out = write_comparison(signal, model, run_dir)
+    out = write_comparison(signal, model, run_dir, renders)
     size = _orbit_size(signal.height, signal.width)
     k0 = signal.scene.fxfycxcy[signal.inputs[0]]
     out.append(_write_orbit(run_dir / "orbit.mp4", model, signal.rig, k0, size, (signal.height, signal.width),
-                            signal.box, signal.sampling, _ORBIT_FRAMES, _ORBIT_FPS))
+                            signal.box, signal.sampling, _ORBIT_FRAMES, _ORBIT_FPS, report))
     if signal.pseudo is not None:
-        pseudo = signal.pseudo.pixels.permute(0, 3, 1, 2).cpu()
+        pseudo = signal.pseudo.pixels[:_PSEUDO_SHOWN].permute(0, 3, 1, 2).cpu()
         out.append(save_image(run_dir / "pseudo_views.png", _tile(pseudo)))
         text = signal.prior_log()
         out.append(atomic_write(run_dir / "prior_log.csv", lambda p: p.write_text(text)))
+    report("export", 1, 1)
     return out
 
 
@@ -198,7 +209,8 @@ def render_name(meta: dict[str, Any], *, orbit: bool | None = None, pose: Any = 
 
 def render_from_meta(model: torch.nn.Module, meta: dict[str, Any], out: Path, *, orbit: bool | None = None,
                      pose: Any = None, frames: int | None = None, fps: float | None = None,
-                     size: tuple[int, ...] | None = None, scale: float | None = None, **unused: Any) -> Path:
+                     size: tuple[int, ...] | None = None, scale: float | None = None, report: Report = quiet,
+                     **unused: Any) -> Path:
     bad = [k for k, v in unused.items() if v is not None]
     if bad:
         raise CoordfitError(f"a views run does not take --{bad[0].replace('_', '-')}")
@@ -214,8 +226,10 @@ def render_from_meta(model: torch.nn.Module, meta: dict[str, Any], out: Path, *,
             raise CoordfitError(f"--fps must be positive, got {fps}")
         k0 = torch.tensor(meta["fxfycxcy"][meta["inputs"][0]])
         return _write_orbit(out, model, Rig.from_dict(meta["rig"]), k0, (h, w), image_size, box, sampling,
-                            frames or _ORBIT_FRAMES, fps or _ORBIT_FPS)
+                            frames or _ORBIT_FRAMES, fps or _ORBIT_FPS, report)
     from .image import save_image
 
     _, c2w, k = _pose(meta, pose)
-    return save_image(out, _to_hwc(render_camera(model, c2w, _scale_k(k, image_size, (h, w)), h, w, box, sampling)))
+    image = _to_hwc(render_camera(model, c2w, _scale_k(k, image_size, (h, w)), h, w, box, sampling))
+    report("render", 1, 1)
+    return save_image(out, image)
