@@ -29,6 +29,9 @@ __all__ = [
     "read_json",
     "to_json",
     "new_run_dir",
+    "source_stem",
+    "BUILTIN_SOURCE",
+    "check_run_name",
     "ensure_empty_dir",
     "os_error_message",
     "fsync_dir",
@@ -191,18 +194,61 @@ def _mkdir(path: Path, exist_ok: bool = False) -> None:
         raise CoordfitError(os_error_message(exc, f"create the folder {path}")) from None
 
 
-def new_run_dir(kind: str, model: str, out: str | Path | None = None, root: str | Path = "runs") -> Path:
-    """``out`` if given (must be empty or absent), else ``<root>/<kind>/<model>/<timestamp>/``."""
+_NAME_CHARS = re.compile(r"[^A-Za-z0-9._+-]+")
+# A built-in source (skimage:astronaut, builtin:waves, primitive:torus), not C:\ or a path.
+BUILTIN_SOURCE = re.compile(r"^([A-Za-z][\w+-]+):(?![/\\])")
+_STEM_LENGTH = 40  # characters of the input's name kept in a run folder's name
+
+
+def source_stem(source: str | Path | None) -> str:
+    """The input's name as a folder-safe word: ``photo`` for ``/data/photo.png``, ``astronaut``
+    for ``skimage:astronaut``, ``torus`` for ``primitive:torus``, ``frames`` for a folder."""
+    text = str(source or "").rstrip("/\\")
+    scheme = BUILTIN_SOURCE.match(text)
+    name = text[scheme.end():] if scheme else Path(text).name
+    stem = Path(name).stem if "." in name.lstrip(".") else name
+    return _NAME_CHARS.sub("_", stem).strip("._-")[:_STEM_LENGTH] or "input"
+
+
+def check_run_name(name: str) -> str:
+    """Refuse a ``--name`` that is not one plain folder name."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
+        raise CoordfitError(f"--name {name!r} must be a plain folder name (no '/', not hidden); "
+                            "use --out for a path")
+    return name
+
+
+def new_run_dir(
+    kind: str,
+    model: str,
+    out: str | Path | None = None,
+    root: str | Path = "runs",
+    *,
+    stem: str | None = None,
+    name: str | None = None,
+) -> Path:
+    """The folder of a new run, created; never an existing run's.
+
+    ``out`` if given (must be empty or absent); else ``<root>/<kind>/<model>/<name>/``
+    with ``name`` (``--name``), or ``<stem>-<YYYYmmdd-HHMMSS>`` by default (``stem``: the
+    input's, see :func:`source_stem`; the bare timestamp without one). A name already
+    taken gets ``-2``, ``-3``... (two runs started in one second, or a ``--name`` reused).
+    """
     if out is not None:
+        if name is not None:
+            raise CoordfitError("--name names a folder under runs/<kind>/<model>/ and --out gives the whole "
+                                "path; pass one of them")
         return ensure_empty_dir(out)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    if name is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        name = f"{stem}-{stamp}" if stem else stamp
     base = Path(root) / kind / model
-    candidate = base / stamp
-    n = 1
+    candidate = base / check_run_name(name)
+    n = 2
     while True:
         try:
             _mkdir(candidate)
             return candidate
-        except FileExistsError:  # another run started this second
-            candidate = base / f"{stamp}-{n}"
+        except FileExistsError:  # taken: never reuse another run's folder
+            candidate = base / f"{name}-{n}"
             n += 1
