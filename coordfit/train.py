@@ -1,7 +1,8 @@
 """The one fitting loop, for every model and every signal.
 
 It samples a batch from the signal (a split-aware sub-grid for split models, random
-points otherwise) on the signal's device, steps Adam, reports progress, logs ``log.csv``
+points otherwise) on the signal's device, steps Adam, reports progress, hands its log
+rows to the loggers (``log.csv``, ``curves.png``, TensorBoard: :mod:`coordfit.loggers`)
 and saves checkpoints. It knows neither file formats nor model internals.
 
 The step does only the step: loss and quality stay tensors on the device. They are
@@ -17,21 +18,25 @@ exact there) and by at most the GPU's queue behind the host on CUDA (bounded by
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import IO, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .checkpoint import load_optimizer, load_train_state, load_weights, save_optimizer, save_train_state, save_weights
 from .device import PRECISIONS, StepClock, autocast, device_defaults, device_settings, resolve_device
 from .errors import CoordfitError
+from .loggers import LOGGERS, run_loggers, trim_log
 from .models.registry import model_entry
 from .signals.base import Signal
+
+if TYPE_CHECKING:
+    from .loggers import RunLogger
 
 __all__ = ["TrainConfig", "Trainer", "TrainingInterrupted", "DEFAULT_STEPS"]
 
@@ -55,6 +60,7 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | tf32 (CUDA matmuls; fp32 elsewhere) | bf16 (autocast)
     compile: bool = False  # torch.compile the model (eager with one warning where it cannot)
     threads: int | None = None  # torch CPU threads (None: the device's default, 1 on CPUs)
+    logger: str = "none"  # none | tensorboard: where log rows go besides log.csv and curves.png
 
     def validate(self) -> None:
         """Refuse impossible settings with one line (non-finite numbers included)."""
@@ -72,6 +78,8 @@ class TrainConfig:
             raise CoordfitError(f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
         if self.precision not in PRECISIONS:
             raise CoordfitError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
+        if self.logger not in LOGGERS:
+            raise CoordfitError(f"--logger must be one of {', '.join(LOGGERS)}, got '{self.logger}'")
         resolve_device(self.device)
 
     def resolved(self, device: torch.device | None = None) -> TrainConfig:
@@ -100,6 +108,11 @@ class TrainConfig:
             data = {k: v for k, v in data.items() if k != "target_psnr"} | {"target": data.get("target", data["target_psnr"])}
         return config_from_dict(cls, data, "training")
 
+    def changed(self) -> dict[str, Any]:
+        """The fields that differ from their defaults (what a caller chose)."""
+        default = TrainConfig()
+        return {k: v for k, v in asdict(self).items() if v != getattr(default, k)}
+
 
 class TrainingInterrupted(Exception):
     """Ctrl-C during training; a checkpoint was saved when the run has a folder."""
@@ -112,11 +125,16 @@ class TrainingInterrupted(Exception):
 
 
 class Trainer:
-    """Fits ``model`` to ``signal``; ``run()`` until a stop condition, resumable."""
+    """Fits ``model`` to ``signal``; ``run()`` until a stop condition, resumable.
+
+    ``loggers`` get the log rows (see :mod:`coordfit.loggers`); by default, with a
+    ``run_dir``: ``log.csv``, ``curves.png`` and ``config.logger``'s.
+    """
 
     read_every = 0.5  # seconds of host time between readings of loss and quality
 
-    def __init__(self, model: torch.nn.Module, signal: Signal, config: TrainConfig, run_dir: Path | None = None) -> None:
+    def __init__(self, model: torch.nn.Module, signal: Signal, config: TrainConfig, run_dir: Path | None = None,
+                 loggers: Sequence[RunLogger] | None = None) -> None:
         config.validate()
         self.device = resolve_device(config.device)
         entry = model_entry(model.registry_name)
@@ -135,6 +153,10 @@ class Trainer:
         self.budget = self.config.grid_batch if splits else self.config.batch_points
         self._batch: tuple[torch.Tensor, torch.Tensor] | None = None  # last (prediction, target)
         self._compiled: _CompiledModel | None = None  # torch.compile'd methods (config.compile)
+        if loggers is None:
+            loggers = run_loggers(self.config.logger, self.run_dir, signal.quality_name, signal.quality_unit,
+                                  _title(signal, model))
+        self.loggers = list(loggers)
 
     # -- checkpoints -------------------------------------------------------------------
     def save_checkpoint(self, finished: bool = False) -> None:
@@ -177,7 +199,7 @@ class Trainer:
         else:
             self.generator.set_state(rng)
         clean_stale(self.run_dir)
-        self._trim_log()
+        trim_log(self.run_dir, self.step)
 
     def _saved_rng(self, state: dict[str, Any], where: Path) -> torch.Tensor | None:
         """The sampler's saved generator state; None (with a warning) when the run moved device."""
@@ -189,29 +211,6 @@ class Trainer:
                           "is reseeded, so the result differs from an uninterrupted run", stacklevel=3)
             return None
         return decode_rng(state.get("rng"), self.generator, where)
-
-    def _trim_log(self) -> None:
-        """Drop log rows written after the checkpoint we resume from (and a row a kill cut short)."""
-        log = self.run_dir / "log.csv" if self.run_dir else None
-        if log is None or not log.exists():
-            return
-        from .io import atomic_write
-
-        with log.open(newline="") as f:
-            rows = list(csv.reader(f))
-        if not rows:
-            return
-
-        def kept(row: list[str]) -> bool:
-            return len(row) == len(rows[0]) and row[0].isdigit() and int(row[0]) <= self.step
-
-        rows = [rows[0]] + [r for r in rows[1:] if kept(r)]
-
-        def write(p: Path) -> None:
-            with p.open("w", newline="") as f:
-                csv.writer(f, lineterminator="\n").writerows(rows)  # the loop appends "\n" too
-
-        atomic_write(log, write)
 
     # -- one step ----------------------------------------------------------------------
     def train_step(self) -> torch.Tensor:
@@ -243,9 +242,23 @@ class Trainer:
         return ""
 
     def run(self, progress: bool | None = None) -> dict[str, Any]:
-        """Train until ``steps``, ``time_budget`` (counted from this call) or ``target``; returns a summary."""
+        """Train until ``steps``, ``time_budget`` (counted from this call) or ``target``; returns a summary.
+
+        The loggers close (``curves.png`` is drawn) after the last checkpoint, so a Ctrl-C
+        while drawing loses no training."""
+        for logger in self.loggers:
+            logger.start(self.step)
+        try:
+            self._train(progress)
+            self.model.eval()
+            self.save_checkpoint(finished=True)
+        finally:
+            self._close_loggers()
+        return self.summary()
+
+    def _train(self, progress: bool | None) -> None:
+        """The loop; on Ctrl-C a checkpoint of the step in flight, then :class:`TrainingInterrupted`."""
         c = self.config
-        log = self._open_log()
         session_start = self.seconds
         clock = StepClock(self.device)
         pending: list[tuple[int, Any, torch.Tensor, torch.Tensor, bool]] = []  # step, mark, loss, quality, row
@@ -271,26 +284,21 @@ class Trainer:
                         quality = self.batch_quality()
                         pending.append((self.step, clock.mark(), loss, quality, row))
                     if due:
-                        self._read(clock, pending, log, bar, session_start)
+                        self._read(clock, pending, bar, session_start)
                         if c.checkpoint_every and self.step % c.checkpoint_every == 0 and not self.stopped_by:
                             self.save_checkpoint()
                         clock.start(self.seconds)  # the I/O above is not training time
                         last_read = time.perf_counter()
         except KeyboardInterrupt:
-            self._read(clock, pending, log, None, session_start)
+            self._read(clock, pending, None, session_start)
             self.stopped_by = "interrupted"
             self.save_checkpoint()
             raise TrainingInterrupted(self.step, self.run_dir) from None
         finally:
             if compiled is not None:
                 compiled.restore()
-            if log:
-                log.close()
-        self.model.eval()
-        self.save_checkpoint(finished=True)
-        return self.summary()
 
-    def _read(self, clock: StepClock, pending: list, log: IO[str] | None, bar: Any, session_start: float) -> None:
+    def _read(self, clock: StepClock, pending: list, bar: Any, session_start: float) -> None:
         """One host sync: training seconds, the queued log rows, the stop conditions, the bar.
 
         The step that stops the run always gets a log row."""
@@ -304,28 +312,25 @@ class Trainer:
             self.stopped_by = self.stopped_by or "target"
         self.last_loss, self.last_quality = values[-1]
         self.stopped_by = self.stopped_by or self._limit(self.seconds, session_start)
-        if log is not None:
-            last = len(pending) - 1
-            for j, ((step, mark, _, _, row), (loss, quality)) in enumerate(zip(pending, values)):
-                if row or (self.stopped_by and j == last):
-                    seconds = self.seconds if j == last else clock.seconds_at(mark)  # the reading's own time
-                    log.write(f"{step},{seconds:.4f},{loss:.6g},{quality:.4f}\n")
-            log.flush()
+        last = len(pending) - 1
+        for j, ((step, mark, _, _, row), (loss, quality)) in enumerate(zip(pending, values)):
+            if self.loggers and (row or (self.stopped_by and j == last)):
+                seconds = self.seconds if j == last else clock.seconds_at(mark)  # the reading's own time
+                for logger in self.loggers:
+                    logger.log(step, seconds, {"loss": loss, self.signal.quality_name: quality})
         pending.clear()
         if bar is not None:
             q = self.signal.quality_name
             bar.update(self.step, self.seconds - session_start, loss=self.last_loss,
                        **{q: f"{self.last_quality:.4g} {self.signal.quality_unit}".rstrip()})
 
-    def _open_log(self) -> IO[str] | None:
-        if self.run_dir is None:
-            return None
-        path = self.run_dir / "log.csv"
-        new = not path.exists()
-        log = path.open("a", newline="")
-        if new:
-            log.write(f"step,seconds,loss,{self.signal.quality_name}\n")
-        return log
+    def _close_loggers(self) -> None:
+        """Close every logger; one that fails (curves.png on a full disk) warns and the others still close."""
+        for logger in self.loggers:
+            try:
+                logger.close()
+            except Exception as exc:  # noqa: BLE001 - a report of the run must not lose the run
+                warnings.warn(f"{type(logger).__name__}: {exc}", stacklevel=2)
 
     def _progress(self, enabled: bool | None) -> Any:
         from .progress import Progress
@@ -345,8 +350,13 @@ class Trainer:
             "precision": self.config.precision,
         }
 
-    def config_dict(self) -> dict[str, Any]:
-        return asdict(self.config)
+
+def _title(signal: Signal, model: torch.nn.Module) -> str:
+    """``astronaut, coordx x+y``: the input and the model, for the curves' title."""
+    from .io import source_stem
+
+    split = getattr(model, "split", None)
+    return f"{source_stem(signal.meta().get('source'))}, {model.registry_name}" + (f" {split}" if split else "")
 
 
 class _CompiledModel:
