@@ -15,12 +15,12 @@ from .checkpoint import load_train_state, load_weights, open_checkpoint
 from .device import device_settings
 from .errors import CoordfitError
 from .grid import GridInfo
-from .io import new_run_dir, read_json, write_json
+from .io import new_run_dir, read_json, source_stem, write_json
 from .models import create_model, create_saved_model, model_entry
 from .models.base import CoordNet
 from .phases import Phases
 from .presets import resolve_preset
-from .runs import check_signal, discard_if_unstarted, read_run_config, source_sha256
+from .runs import RunSpec, check_signal, discard_if_unstarted, read_config_file, read_run_config, source_sha256
 from .signals import Signal, load_signal, signal_class, signal_from_meta
 from .train import TrainConfig, Trainer
 
@@ -49,10 +49,13 @@ def _prepare_model(model: str, signal: Signal, seed: int, options: dict[str, Any
 
 
 def _run_config(name: str, net: CoordNet, signal: Signal, train: TrainConfig) -> dict[str, Any]:
+    model_config = dataclasses.asdict(net.config)
+    if "split" in model_config:
+        model_config["split"] = net.split  # the signal's default, resolved
     return {
         "coordfit_version": __version__,
         "model": name,
-        "model_config": dataclasses.asdict(net.config),
+        "model_config": model_config,
         "split": net.split,
         "grid": net.info.to_dict(),
         "signal": signal.meta(),
@@ -92,6 +95,8 @@ def fit(
     preset: str | None = None,
     train: TrainConfig | Mapping[str, Any] | None = None,
     out: str | Path | None = None,
+    name: str | None = None,
+    config: str | Path | RunSpec | None = None,
     save: bool = True,
     runs_root: str | Path = "runs",
     progress: bool | None = None,
@@ -106,15 +111,30 @@ def fit(
     ``split="x+y"``...). ``preset`` (see ``coordfit presets``) supplies the model, its
     options and training settings under the explicit ones (:func:`~coordfit.presets.resolve_preset`);
     ``train`` is a :class:`TrainConfig` or a mapping of its fields. Without a preset the
-    model is ``coordx`` and the kind ``image``. The run folder is ``out`` (must be empty
-    or new) or ``runs/<kind>/<model>/<time>/``. ``prior`` (``kind="views"``: ``default``, a
-    view-synthesis checkpoint or ``none``) is a signal option; :func:`coordfit.fit_views`
-    also fits without it and compares.
+    model is ``coordx`` and the kind ``image``. ``config`` (a JSON/YAML file, a run folder
+    or a :class:`~coordfit.runs.RunSpec`) starts from a saved run's choices, under the
+    explicit ones (a mapping ``train`` overrides the fields it names; a
+    :class:`TrainConfig` those that differ from its defaults). The run folder is ``out``
+    (must be empty or new) or ``runs/<kind>/<model>/<name>/``, where ``name`` defaults to
+    ``<input>-<YYYYmmdd-HHMMSS>``; a taken name gets ``-2``, ``-3``... ``prior``
+    (``kind="views"``: ``default``, a view-synthesis checkpoint or ``none``) is a signal
+    option; :func:`coordfit.fit_views` also fits without it and compares.
 
     >>> result = coordfit.fit("photo.png", "coordx", train=TrainConfig(steps=500))  # doctest: +SKIP
     >>> result = coordfit.fit(preset="coordx-image-paper", train={"steps": 500})  # doctest: +SKIP
+    >>> result = coordfit.fit(config="runs/image/coordx/photo-20250101-120000", train={"lr": 3e-4})  # doctest: +SKIP
     >>> result.metrics["psnr"]  # doctest: +SKIP
     """
+    spec: RunSpec | None = None
+    if config is not None:
+        spec = config if isinstance(config, RunSpec) else read_config_file(config)
+        explicit_train = train.changed() if isinstance(train, TrainConfig) else dict(train or {})
+        spec = spec.overridden(kind=signal.kind if isinstance(signal, Signal) else kind, model=model, preset=preset,
+                               source=None if signal is None or isinstance(signal, Signal) else str(signal),
+                               model_options=model_options, train=explicit_train, signal_options=signal_options)
+        kind, model, preset, train = spec.kind, spec.model, spec.preset, spec.train
+        model_options, signal_options = spec.model_options, spec.signal_options
+        signal = signal if isinstance(signal, Signal) else spec.source
     choice = resolve_preset(preset, kind=signal.kind if isinstance(signal, Signal) else kind, model=model,
                             model_options=model_options, train=train)
     model, train = choice.model, choice.train  # validated there
@@ -124,8 +144,11 @@ def fit(
         signal_options = {**(signal_options or {}), "prior": prior}
     if not isinstance(signal, Signal):
         signal = load_signal(choice.kind, signal if signal is not None else choice.source, **(signal_options or {}))
+        if spec is not None:
+            spec.check_source(signal)
     net = _prepare_model(model, signal, train.seed, choice.model_options)
-    run_dir = new_run_dir(signal.kind, model, out, runs_root) if save else None
+    stem = source_stem(signal.meta().get("source"))
+    run_dir = new_run_dir(signal.kind, model, out, runs_root, stem=stem, name=name) if save else None
     with discard_if_unstarted(run_dir):  # a start that fails leaves --out reusable
         trainer = Trainer(net, signal, train, run_dir)
         if run_dir is not None:  # the settings resolved for the device (batch, precision, lr...)

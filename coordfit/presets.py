@@ -8,7 +8,6 @@ the caller chose explicitly.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,9 +78,7 @@ def resolve_preset(
     preset is refused with one line.
     """
     if isinstance(train, TrainConfig):
-        defaults = TrainConfig()
-        explicit = {f.name: getattr(train, f.name) for f in dataclasses.fields(TrainConfig)
-                    if getattr(train, f.name) != getattr(defaults, f.name)}
+        explicit = train.changed()
     else:
         explicit = dict(train or {})
     if name is None:
@@ -133,7 +130,7 @@ for _p in (
            {}, {"batch_points": 1 << 13}),
     Preset("splitgrid-video-xy+t", "video", "splitgrid", "split grid xy+t: a 2-D frame grid times a 1-D time grid, rank 32",
            {"split": "xy+t"}),
-    Preset("coordx-shape", "shape", "coordx", "CoordX x+y+z on occupancy: 32k-node sub-grids, half near the surface",
+    Preset("coordx-shape", "shape", "coordx", "CoordX x+y+z on occupancy: 32k-node sub-grids, a quarter of each axis's draws around a surface point",
            {"split": "x+y+z"}, {"grid_batch": 1 << 15}),
     Preset("coordx-shape-xy+z", "shape", "coordx", "CoordX xy+z on occupancy: random xy nodes x random z values",
            {"split": "xy+z"}, {"grid_batch": 1 << 15}),

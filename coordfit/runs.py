@@ -1,26 +1,34 @@
-"""Run folders read back: the config checked before use, the signal checked against the run.
+"""Run configs read back: to resume a run, or to start one again (``--config``).
 
 ``config.json`` records what a run was fitted on (``signal``), with which model
-(``model``, ``model_config``, ``grid``) and how (``train``), and a sha256 of the source
-file (``source_sha256``). A resume reads it through :func:`read_run_config`, refusing a
-damaged file in one line, and checks with :func:`check_signal` that the source still
-holds what the run was fitted on: a different size is refused, different content warned.
+(``model``, ``model_config``, ``grid``) and how (``train``: every value resolved), and a
+sha256 of the source file (``source_sha256``). A resume reads it through
+:func:`read_run_config`, refusing a damaged file in one line, and checks with
+:func:`check_signal` that the source still holds what the run was fitted on: a different
+size is refused, different content warned.
+
+A new run can start from a config file (:func:`read_config_file`, JSON or YAML): a run
+folder's ``config.json`` as it is, or a hand-written file with any of its parts. It
+becomes a :class:`RunSpec`, under which explicit choices go (:meth:`RunSpec.overridden`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import shutil
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import clean_stale, find_checkpoint
 from .errors import CoordfitError
-from .io import read_json
+from .io import BUILTIN_SOURCE, read_json
 
-__all__ = ["read_run_config", "source_sha256", "check_signal", "discard_if_unstarted"]
+__all__ = ["read_run_config", "source_sha256", "check_signal", "discard_if_unstarted", "RunSpec", "read_config_file"]
 
 _TYPES = {"model": str, "model_config": dict, "grid": dict, "signal": dict, "train": dict}
 
@@ -86,14 +94,15 @@ def check_signal(cfg: dict[str, Any], signal: Any, run_dir: str | Path) -> None:
 @contextmanager
 def discard_if_unstarted(run_dir: Path | None) -> Iterator[None]:
     """On a failure before the run's first checkpoint, remove what the run wrote (config,
-    log, temporaries) and then the folder if empty, so the same ``--out`` works again."""
+    logs, curves, temporaries) and then the folder if empty, so the same ``--out`` works again."""
     try:
         yield
     except BaseException:
         if run_dir is not None and run_dir.is_dir() and not _has_checkpoint(run_dir):
             clean_stale(run_dir)
-            for name in ("config.json", "log.csv"):
+            for name in ("config.json", "log.csv", "curves.png"):
                 (run_dir / name).unlink(missing_ok=True)
+            shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
             if not any(run_dir.iterdir()):
                 run_dir.rmdir()
         raise
@@ -104,3 +113,139 @@ def _has_checkpoint(run_dir: Path) -> bool:
         return find_checkpoint(run_dir, verify=False) is not None
     except CoordfitError:  # a damaged record still marks a checkpoint: keep everything
         return True
+
+
+# -- starting a run from a config file -----------------------------------------------
+# config.json's keys; "grid", "split" (also in model_config), "coordfit_version" and
+# "created" describe the run and are not choices; "preset" only in hand-written files.
+_SPEC_KEYS = ("signal", "model", "model_config", "train", "preset")
+_RECORD_KEYS = ("coordfit_version", "grid", "split", "source_sha256")
+
+
+@dataclass
+class RunSpec:
+    """What a config file asks for; every part optional (None or empty: the usual default)."""
+
+    kind: str | None = None  # signal kind: image, video, shape
+    source: str | None = None  # the signal's path or built-in name
+    signal_options: dict[str, Any] = field(default_factory=dict)  # the signal's load options
+    model: str | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)  # the model's config fields
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
+    preset: str | None = None
+    source_sha256: str | None = None  # of the source when the config was written (a run's)
+    path: Path | None = None  # the file it was read from, for messages
+
+    def overridden(
+        self,
+        *,
+        kind: str | None = None,
+        source: str | None = None,
+        model: str | None = None,
+        preset: str | None = None,
+        model_options: Mapping[str, Any] | None = None,
+        train: Mapping[str, Any] | None = None,
+        signal_options: Mapping[str, Any] | None = None,
+    ) -> RunSpec:
+        """This spec under explicit choices (None/empty: not chosen): each given value wins.
+
+        The config's model options apply only to its own model: choosing another model
+        drops them. A ``kind`` other than the config's is refused in one line.
+        """
+        where = self.path or "the config"
+        if kind is not None and self.kind is not None and kind != self.kind:
+            raise CoordfitError(f"{where} is a {self.kind} run, not {kind}; "
+                                f"start it with: coordfit {self.kind} --config {where}")
+        same_model = model is None or model == self.model
+        return dataclasses.replace(
+            self,
+            kind=kind or self.kind,
+            source=source if source is not None else self.source,
+            model=model or self.model,
+            preset=preset or self.preset,
+            model_options={**(self.model_options if same_model else {}), **(model_options or {})},
+            train={**self.train, **(train or {})},
+            signal_options={**self.signal_options, **(signal_options or {})},
+            source_sha256=self.source_sha256 if source is None else None,
+        )
+
+    def check_source(self, signal: Any) -> None:
+        """Warn when the source a run's config names has changed since that run."""
+        if self.source_sha256 is not None and source_sha256(signal.meta()) != self.source_sha256:
+            warnings.warn(f"{signal.meta().get('source')} changed since {self.path} was written (other content); "
+                          "this run fits the new content", stacklevel=2)
+
+
+def read_config_file(path: str | Path) -> RunSpec:
+    """Read a run config (``.json``, or ``.yaml``/``.yml`` with PyYAML installed) as a :class:`RunSpec`.
+
+    A run folder (its ``config.json``) is accepted too. Relative signal paths are read
+    from the config file's folder. Anything malformed is one :class:`CoordfitError` line.
+    """
+    from .train import TrainConfig
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    data = _read_mapping(path)
+    known = _SPEC_KEYS + _RECORD_KEYS
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        raise CoordfitError(f"{path}: unknown key(s) {', '.join(map(repr, unknown))} "
+                            f"(a run config has {', '.join(_SPEC_KEYS)})")
+    signal = _part(data, "signal", dict, path)
+    model_options = dict(_part(data, "model_config", dict, path))
+    if model_options.get("split") is None and isinstance(data.get("split"), str):
+        model_options["split"] = data["split"]  # configs before model_config recorded the split
+    train = dict(_part(data, "train", dict, path))
+    if "target_psnr" in train:  # configs of older coordfit
+        train.setdefault("target", train.pop("target_psnr"))
+    try:
+        TrainConfig.from_dict(train)
+    except CoordfitError as exc:
+        raise CoordfitError(f"{path}: {exc}") from None
+    for key in ("model", "preset"):
+        _part(data, key, str, path)
+    options = signal.get("options", {})
+    if not isinstance(options, dict):
+        raise CoordfitError(f"{path}: 'signal' options should be an object")
+    source = signal.get("source")
+    if source is not None and not isinstance(source, str):
+        raise CoordfitError(f"{path}: the signal's 'source' should be text, not {type(source).__name__}")
+    return RunSpec(kind=signal.get("kind"), source=_relative_to(source, path.parent), signal_options=dict(options),
+                   model=data.get("model"), model_options=model_options, train=train, preset=data.get("preset"),
+                   source_sha256=data.get("source_sha256"), path=path)
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        return read_json(path, expect=dict)
+    try:
+        import yaml
+    except ImportError:
+        raise CoordfitError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); "
+                            "a JSON config (a run's config.json) needs nothing") from None
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CoordfitError(f"{path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise CoordfitError(f"{path} is not valid YAML ({' '.join(str(exc).split())})") from None
+    if not isinstance(data, dict):
+        raise CoordfitError(f"{path} should hold a mapping of keys to values, not {type(data).__name__}")
+    return data
+
+
+def _part(data: dict[str, Any], key: str, kind: type, path: Path) -> Any:
+    value = data.get(key, kind())
+    if not isinstance(value, kind):
+        raise CoordfitError(f"{path}: '{key}' should be {'text' if kind is str else 'an object'}, "
+                            f"not {type(value).__name__}")
+    return value
+
+
+def _relative_to(source: str | None, folder: Path) -> str | None:
+    """A relative file path in a config is read from the config's folder; built-ins stay."""
+    if source is None or BUILTIN_SOURCE.match(source) or Path(source).is_absolute():
+        return source
+    return str((folder / source).resolve())
