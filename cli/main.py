@@ -73,6 +73,7 @@ def _register() -> None:
     from . import catalog as _catalog  # noqa: F401  (models, presets)
     from . import report as _report  # noqa: F401  (report, report merge)
     from . import views as _views  # noqa: F401  (views)
+    from . import runs as _runs  # noqa: F401  (runs)
     from .nvs import nvs_app; app.add_typer(nvs_app, name="nvs", help="Novel-view synthesis: LVSM, Efficient-LVSM, QuadTree attention.")  # noqa: E702,E501
 
 
