@@ -14,7 +14,9 @@ from rich.table import Table
 import coordfit
 from coordfit.device import DEFAULTS
 from coordfit.errors import CoordfitError
+from coordfit.loggers import LOGGERS
 from coordfit.presets import resolve_preset
+from coordfit.runs import read_config_file
 from coordfit.signals import signal_class
 from coordfit.train import DEFAULT_STEPS, TrainingInterrupted
 
@@ -40,7 +42,10 @@ Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")
 Precision = Annotated[str, typer.Option("--precision", help="auto (the device's default: fp32), fp32, tf32 (TF32 matmuls on CUDA, fp32 elsewhere) or bf16 (autocast).")]
 Compile = Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model (falls back to eager with one warning).")]
 Threads = Annotated[Optional[int], typer.Option("--threads", help=f"torch CPU threads (default: {_CPU.threads} on CPUs, torch's own with a GPU).")]
-Out = Annotated[Optional[Path], typer.Option("--out", help="Run folder (must be new or empty) (default: runs/<kind>/<model>/<time>/).")]
+Out = Annotated[Optional[Path], typer.Option("--out", help="Run folder (must be new or empty) (default: runs/<kind>/<model>/<input>-<time>/).")]
+Name = Annotated[Optional[str], typer.Option("--name", help="Name the run folder runs/<kind>/<model>/NAME/ (a taken name gets -2, -3...).")]
+Config = Annotated[Optional[Path], typer.Option("--config", help="Start from a run's config.json (or its folder) or a JSON/YAML file; flags given override it.")]
+Logger = Annotated[Optional[str], typer.Option("--logger", help=f"{' or '.join(LOGGERS)}: tensorboard also writes the log rows to <run>/tensorboard/ (log.csv and curves.png are always written; default: none; on --resume: from then on).")]
 Resume = Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder (--steps: the new total; --time-budget: seconds more).")]
 CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints (0: end and Ctrl-C only).")]
 Backend = Annotated[Optional[str], typer.Option("--backend", help="Grid models: torch, or tcnn (tinycudann on CUDA; falls back to torch with a warning).")]
@@ -60,7 +65,7 @@ ShapeTarget = Annotated[Optional[float], typer.Option("--target", "--target-psnr
 
 _MODEL_FLAGS = ("split", "width", "layers", "rank", "backend")
 _TRAIN_FLAGS = ("steps", "time_budget", "target", "lr", "grid_batch", "batch_points", "seed", "device", "precision",
-                "compile", "threads", "checkpoint_every")
+                "compile", "threads", "checkpoint_every", "logger")
 
 
 def _shared_options(target: Any) -> list[inspect.Parameter]:
@@ -71,7 +76,8 @@ def _shared_options(target: Any) -> list[inspect.Parameter]:
         ("time_budget", TimeBudget, None), ("target", target, None), ("lr", LR, None), ("grid_batch", GridBatch, None),
         ("batch_points", BatchPoints, None), ("seed", Seed, 0), ("device", Device, "auto"),
         ("precision", Precision, "auto"), ("compile", Compile, False), ("threads", Threads, None), ("out", Out, None),
-        ("resume", Resume, None), ("checkpoint_every", CheckpointEvery, 500), ("backend", Backend, None),
+        ("name", Name, None), ("config", Config, None), ("resume", Resume, None),
+        ("checkpoint_every", CheckpointEvery, 500), ("backend", Backend, None), ("logger", Logger, None),
         ("progress", Progress, None),
     ]
     return [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a) for n, a, d in opts]
@@ -90,21 +96,32 @@ def fitting_command(kind: str, target: Any) -> Callable[[Callable[..., dict[str,
         shared = _shared_options(target)
 
         @functools.wraps(func)
-        def command(**kw: Any) -> None:
+        def command(ctx: typer.Context, **kw: Any) -> None:
             path = kw.get("path")
             signal_options = func(**{name: kw.pop(name) for name in own})
+            if kw["config"] is not None:  # only the flags given override the config (defaults do not)
+                signal_options = {k: v for k, v in signal_options.items() if _given(ctx, k)}
+                kw = {k: v if _given(ctx, k) else None for k, v in kw.items()}
             run_fit(kind, path, model=kw.pop("model"), preset=kw.pop("preset"),
                     model_flags={k: kw.pop(k) for k in _MODEL_FLAGS}, options=kw.pop("option"),
                     train={k: v for k in _TRAIN_FLAGS if (v := kw.pop(k)) is not None}, out=kw.pop("out"),
-                    resume=kw.pop("resume"), progress=kw.pop("progress"), signal_options=signal_options)
+                    name=kw.pop("name"), config=kw.pop("config"), resume=kw.pop("resume"),
+                    progress=kw.pop("progress"), signal_options=signal_options)
 
         mine = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own.values()]
-        params = [p for p in mine if p.name == "path"] + shared + [p for p in mine if p.name != "path"]
+        context = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+        params = [context] + [p for p in mine if p.name == "path"] + shared + [p for p in mine if p.name != "path"]
         command.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in params}
         return command
 
     return deco
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was given (on the command line or by environment), not defaulted."""
+    source = ctx.get_parameter_source(name)  # click's ParameterSource (typer vendors click)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def run_fit(
@@ -120,26 +137,32 @@ def run_fit(
     resume: Path | None,
     progress: bool | None,
     signal_options: dict[str, Any] | None = None,
+    name: str | None = None,
+    config: Path | None = None,
 ) -> coordfit.FitResult:
     """Build the configs from CLI flags, call :func:`coordfit.fit` (or resume), print a summary.
 
-    ``model_flags``: model options by flag (None: not given); ``train``: TrainConfig fields.
+    ``model_flags``: model options by flag (None: not given); ``train``: TrainConfig fields
+    (with ``config``: only those given, which override the config's).
     """
     first_run = False
     try:
         if resume is not None:
-            if source is not None or out is not None:
-                raise CoordfitError("--resume takes the signal and folder from the run; drop PATH and --out")
+            if source is not None or out is not None or name is not None or config is not None:
+                raise CoordfitError("--resume takes the signal, folder and settings from the run; "
+                                    "drop PATH, --out, --name and --config")
             result = coordfit.resume(resume, steps=train.get("steps"), time_budget=train.get("time_budget"),
-                                     target=train.get("target"), model=model, progress=progress)
+                                     target=train.get("target"), model=model, logger=train.get("logger"),
+                                     progress=progress)
         else:
             model_options: dict[str, Any] = {}
             model_options.update({k: v for k, v in model_flags.items() if v is not None})
             model_options.update(parse_options(options))
+            spec = read_config_file(config) if config is not None else None
             limits = resolve_preset(preset, kind=kind, model=model, train=train).train
-            first_run = limits.steps is None and limits.time_budget is None
-            result = coordfit.fit(source, model, kind=kind, preset=preset, train=train, out=out,
-                                  progress=progress, signal_options=signal_options, **model_options)
+            first_run = spec is None and limits.steps is None and limits.time_budget is None
+            result = coordfit.fit(source, model, kind=kind, preset=preset, train=train, out=out, name=name,
+                                  config=spec, progress=progress, signal_options=signal_options, **model_options)
     except TrainingInterrupted as exc:
         err_console.print(f"{exc}; continue with: coordfit {kind} --resume {exc.run_dir}", markup=False)
         raise typer.Exit(130) from None

@@ -164,6 +164,7 @@ def resume(
     time_budget: float | None = None,
     target: float | None = None,
     model: str | None = None,
+    logger: str | None = None,
     progress: bool | None = None,
 ) -> FitResult:
     """Continue an interrupted or finished run in place.
@@ -172,6 +173,7 @@ def resume(
     session (a budget counts from the resume). Passing either replaces both saved limits
     (``steps`` alone: no time budget; ``time_budget`` alone: no step limit); passing
     neither keeps them, which continues an interrupted run and refuses a finished one.
+    ``logger`` (``none``, ``tensorboard``) replaces the saved one from this session on.
 
     Everything is checked before anything in the folder is written: a refused resume
     leaves the run as it was.
@@ -195,6 +197,8 @@ def resume(
         train.steps, train.time_budget = steps, time_budget
     if target is not None:
         train.target = target
+    if logger is not None:
+        train.logger = logger
     train.validate()
     if not new_limits and state.get("finished"):
         raise CoordfitError(f"{run_dir} finished ({state.get('stopped_by') or 'steps'}) at step {done}; "

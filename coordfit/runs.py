@@ -154,7 +154,7 @@ class RunSpec:
         """
         where = self.path or "the config"
         if kind is not None and self.kind is not None and kind != self.kind:
-            raise CoordfitError(f"{where} is a {self.kind} run, not {kind}; "
+            raise CoordfitError(f"{where} is a config for coordfit {self.kind}, not {kind}; "
                                 f"start it with: coordfit {self.kind} --config {where}")
         same_model = model is None or model == self.model
         return dataclasses.replace(

@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -113,7 +114,7 @@ def test_yaml_without_pyyaml_is_one_line(tmp_path, monkeypatch) -> None:
     ('{"train": {"steps": -1}}', "--steps must be positive"),
     ('{"model": 3}', "'model' should be text"),
     ('[1, 2]', "should hold an object"),
-    ('{"signal": {"kind": "video"}}', "is a video run, not image; start it with: coordfit video --config"),
+    ('{"signal": {"kind": "video"}}', "is a config for coordfit video, not image; start it with: coordfit video --config"),
 ])
 def test_bad_configs_are_one_line(tmp_path, image_png, text, message) -> None:
     (tmp_path / "c.json").write_text(text)
@@ -132,6 +133,35 @@ def test_old_configs_are_read(tmp_path, image_png, one_thread) -> None:
     spec = read_config_file(tmp_path / "old.json")
     assert spec.model_options["split"] == "x+y" and spec.train["target"] == 99.0 and "target_psnr" not in spec.train
 
+
+
+def test_cli_config_restarts_a_run_and_only_given_flags_override(runner, tmp_path, image_png, one_thread,
+                                                                  monkeypatch) -> None:
+    base = ["--width", "8", "--no-progress"]
+    res = runner.invoke(app, ["image", str(image_png), "--steps", "4", "--seed", "3", "--alpha", "drop",
+                              "--out", str(tmp_path / "a"), *base])
+    assert res.exit_code == 0, res.output
+    ca = json.loads((tmp_path / "a" / "config.json").read_text())
+    # the config as it is: the same run (seed 3 and --alpha drop kept, though the flags default to 0 and keep)
+    res = runner.invoke(app, ["image", "--config", str(tmp_path / "a" / "config.json"), "--out", str(tmp_path / "b"),
+                              "--no-progress"])
+    assert res.exit_code == 0, res.output
+    cb = json.loads((tmp_path / "b" / "config.json").read_text())
+    for key in ("model", "model_config", "signal", "train"):
+        assert ca[key] == cb[key], key
+    a, b = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in "ab")
+    assert b["psnr"] == pytest.approx(a["psnr"], abs=1e-6)
+    # flags given win; --name names the folder under runs/
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["image", "--config", str(tmp_path / "a"), "--lr", "0.003", "--seed", "0", "--name", "tuned",
+                              "--no-progress"])
+    assert res.exit_code == 0, res.output
+    cc = json.loads((tmp_path / "runs" / "image" / "coordx" / "tuned" / "config.json").read_text())
+    assert cc["train"] == {**ca["train"], "lr": 0.003, "seed": 0} and cc["signal"] == ca["signal"]
+    res = runner.invoke(app, ["image", "--resume", str(tmp_path / "a"), "--config", str(tmp_path / "a")])
+    assert res.exit_code == 2 and res.stderr.startswith("error: ") and "drop PATH, --out, --name and --config" in res.stderr
+    res = runner.invoke(app, ["video", "--config", str(tmp_path / "a")])
+    assert res.exit_code == 2 and "is a config for coordfit image, not video" in res.stderr
 
 # -- curves.png and the loggers ----------------------------------------------------------------------
 def _panels_drawn(png: Path) -> list[float]:
@@ -216,10 +246,14 @@ def test_a_failing_logger_warns_and_keeps_the_run(tmp_path, image_png, one_threa
     assert r.metrics["steps"] == 4 and (tmp_path / "r" / "metrics.json").is_file()
 
 
-def test_tensorboard_absent_is_one_line_and_leaves_nothing(tmp_path, image_png, monkeypatch) -> None:
+def test_tensorboard_absent_is_one_line_and_leaves_nothing(runner, tmp_path, image_png, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "tensorboard", None)
     with pytest.raises(CoordfitError, match=r"--logger tensorboard needs the tensorboard package: pip install"):
         _fit(image_png, tmp_path / "r", train={"logger": "tensorboard"})
+    assert not (tmp_path / "r").exists()
+    res = runner.invoke(app, ["image", str(image_png), "--logger", "tensorboard", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1
+    assert res.stderr.startswith("error: --logger tensorboard needs the tensorboard package")
     assert not (tmp_path / "r").exists()
     with pytest.raises(CoordfitError, match="--logger must be one of none, tensorboard"):
         _fit(image_png, tmp_path / "r", train={"logger": "wandb"})
@@ -229,6 +263,12 @@ def test_tensorboard_logs_the_rows_and_a_resume_hides_the_killed_tail(tmp_path, 
     pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install 'coordfit[tensorboard]')")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    _fit(image_png, tmp_path / "r", steps=6, train={"checkpoint_every": 4})
+    coordfit.resume(tmp_path / "r", steps=10, logger="tensorboard", progress=False)  # from this session on
+    assert [e.step for e in _scalars(tmp_path / "r", "train/psnr")] == [8, 10]
+    coordfit.resume(tmp_path / "r", steps=12, progress=False)  # the saved logger stays
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["train"]["logger"] == "tensorboard"
+    shutil.rmtree(tmp_path / "r")
     _fit(image_png, tmp_path / "r", steps=6, train={"logger": "tensorboard", "checkpoint_every": 4})
     coordfit.resume(tmp_path / "r", steps=10, progress=False)
     events = EventAccumulator(str(tmp_path / "r" / "tensorboard"))
@@ -251,6 +291,14 @@ def test_tensorboard_logs_the_rows_and_a_resume_hides_the_killed_tail(tmp_path, 
     events.Reload()
     assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(s, 1.0) for s in range(1, 5)] + [
         (s, 2.0) for s in range(5, 8)]
+
+
+def _scalars(run_dir: Path, tag: str) -> list:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return events.Scalars(tag)
 
 
 # -- coordfit runs -----------------------------------------------------------------------------------
