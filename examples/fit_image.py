@@ -23,7 +23,7 @@ def main() -> None:
     signal = coordfit.load_signal("image", args.path)
     results = {}
     for model in ("coordx", "siren"):
-        train = TrainConfig(steps=10**6, time_budget=args.seconds)
+        train = TrainConfig(time_budget=args.seconds)  # no step limit
         results[model] = coordfit.fit(signal, model, train=train, runs_root="runs/examples")
     for model, r in results.items():
         m = r.metrics
