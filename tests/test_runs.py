@@ -187,16 +187,21 @@ def test_curves_png_has_four_drawn_panels(tmp_path, image_png, one_thread) -> No
     assert red.sum() > 50 and blue.sum() > 50
 
 
-def test_curves_png_is_written_on_ctrl_c(tmp_path, image_png, one_thread, monkeypatch) -> None:
+def _ctrl_c_at_call(n: int, monkeypatch) -> None:
+    """Ctrl-C during the ``n``-th training step from now."""
     original, calls = Trainer.train_step, {"n": 0}
 
     def interrupted(self):
         calls["n"] += 1
-        if calls["n"] == 7:
+        if calls["n"] == n:
             raise KeyboardInterrupt
         return original(self)
 
     monkeypatch.setattr(Trainer, "train_step", interrupted)
+
+
+def test_curves_png_is_written_on_ctrl_c(tmp_path, image_png, one_thread, monkeypatch) -> None:
+    _ctrl_c_at_call(7, monkeypatch)
     with pytest.raises(TrainingInterrupted):
         _fit(image_png, tmp_path / "r", steps=50)
     assert all(d > 0.02 for d in _panels_drawn(tmp_path / "r" / "curves.png"))
@@ -335,15 +340,7 @@ def test_coordfit_runs_reads_interrupted_and_older_runs(runner, tmp_path, image_
     old = _fit(image_png, root=root, name="old").run_dir
     for name in ("curves.png", "checkpoint.json"):  # a run folder of an earlier coordfit
         (old / name).unlink()
-    original, calls = Trainer.train_step, {"n": 0}
-
-    def interrupted(self):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(Trainer, "train_step", interrupted)
+    _ctrl_c_at_call(4, monkeypatch)
     with pytest.raises(TrainingInterrupted):
         _fit(image_png, root=root, name="cut", steps=50)
     from coordfit.runlist import list_runs
