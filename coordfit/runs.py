@@ -197,6 +197,8 @@ def read_config_file(path: str | Path) -> RunSpec:
     model_options = dict(_part(data, "model_config", dict, path))
     if model_options.get("split") is None and isinstance(data.get("split"), str):
         model_options["split"] = data["split"]  # configs before model_config recorded the split
+    if "coordfit_version" in data and isinstance(data.get("model"), str):  # a run's: fields it predates
+        model_options = {**_saved_defaults(data["model"]), **model_options}  # as it was fitted
     train = dict(_part(data, "train", dict, path))
     if "target_psnr" in train:  # configs of older coordfit
         train.setdefault("target", train.pop("target_psnr"))
@@ -215,6 +217,16 @@ def read_config_file(path: str | Path) -> RunSpec:
     return RunSpec(kind=signal.get("kind"), source=_relative_to(source, path.parent), signal_options=dict(options),
                    model=data.get("model"), model_options=model_options, train=train, preset=data.get("preset"),
                    source_sha256=data.get("source_sha256"), path=path)
+
+
+def _saved_defaults(model: str) -> dict[str, Any]:
+    """The model's options for runs saved before they existed (see ``create_saved_model``)."""
+    from .models import model_entry
+
+    try:
+        return dict(getattr(model_entry(model).config_cls, "saved_defaults", {}))
+    except CoordfitError:  # an unknown model is refused where the run starts
+        return {}
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:

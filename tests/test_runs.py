@@ -128,10 +128,14 @@ def test_old_configs_are_read(tmp_path, image_png, one_thread) -> None:
     _fit(image_png, tmp_path / "a")
     cfg = json.loads((tmp_path / "a" / "config.json").read_text())
     cfg["model_config"]["split"] = None
+    del cfg["model_config"]["shared_bias"]  # before shared_bias existed: fitted with the whole bias
     cfg["train"] = {k: v for k, v in cfg["train"].items() if k not in ("logger", "target")} | {"target_psnr": 99.0}
     (tmp_path / "old.json").write_text(json.dumps(cfg))
     spec = read_config_file(tmp_path / "old.json")
     assert spec.model_options["split"] == "x+y" and spec.train["target"] == 99.0 and "target_psnr" not in spec.train
+    assert spec.model_options["shared_bias"] == "whole"
+    (tmp_path / "mine.json").write_text(json.dumps({"model": "coordx", "model_config": {"width": 8}}))
+    assert "shared_bias" not in read_config_file(tmp_path / "mine.json").model_options  # a hand-written file: today's
 
 
 
