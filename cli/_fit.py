@@ -199,3 +199,6 @@ def print_summary(result: coordfit.FitResult) -> None:
         console.print(f"run folder: {result.run_dir}")
         for p in result.outputs:
             console.print(f"  wrote {p}")
+        curves = result.run_dir / "curves.png"
+        if curves.is_file():  # drawn by the trainer's loggers, not an output of the signal
+            console.print(f"  wrote {curves} (loss and quality against steps and seconds)", soft_wrap=True)

@@ -145,6 +145,7 @@ def test_cli_config_restarts_a_run_and_only_given_flags_override(runner, tmp_pat
     res = runner.invoke(app, ["image", str(image_png), "--steps", "4", "--seed", "3", "--alpha", "drop",
                               "--out", str(tmp_path / "a"), *base])
     assert res.exit_code == 0, res.output
+    assert "curves.png (loss and quality against steps and seconds)" in " ".join(res.stdout.split())
     ca = json.loads((tmp_path / "a" / "config.json").read_text())
     # the config as it is: the same run (seed 3 and --alpha drop kept, though the flags default to 0 and keep)
     res = runner.invoke(app, ["image", "--config", str(tmp_path / "a" / "config.json"), "--out", str(tmp_path / "b"),
