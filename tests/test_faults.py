@@ -104,7 +104,7 @@ KINDS = {
     "video": ["video", "builtin:waves", "--resize", "24x16", "--max-frames", "4"],
     "shape": ["shape", "primitive:torus", "--label-resolution", "16", "--resolution", "16", "--eval-points", "100"],
 }
-LONG = ["--width", "32", "--steps", "80", "--checkpoint-every", "10", "--no-progress", "--device", "cpu"]
+LONG = ["--width", "32", "--steps", "240", "--checkpoint-every", "10", "--no-progress", "--device", "cpu"]
 
 
 @pytest.mark.slow
@@ -123,7 +123,7 @@ def test_ctrl_c_then_kill_9_then_resume_equals_an_uninterrupted_run(kind: str, r
     err = proc.stderr.read().strip()
     assert err.splitlines() == [err] and f"coordfit {kind} --resume {run}" in err, err
     stopped = _step(run)
-    assert stopped is not None and 10 <= stopped < 80
+    assert stopped is not None and 10 <= stopped < 240
 
     # kill -9 while the resumed run writes checkpoints: nothing to clean up by hand
     proc = subprocess.Popen([*CLI, kind, "--resume", str(run), "--no-progress"], env=ENV,
@@ -135,7 +135,7 @@ def test_ctrl_c_then_kill_9_then_resume_equals_an_uninterrupted_run(kind: str, r
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
 
-    assert _step(run) == 80 and find_checkpoint(run).step == 80
+    assert _step(run) == 240 and find_checkpoint(run).step == 240
     a, b = _weights(ref), _weights(run)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     log = (run / "log.csv").read_bytes()
