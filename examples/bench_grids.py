@@ -101,7 +101,7 @@ def race(signal: _Grid, models: dict[str, tuple[str, dict, dict]], seconds: list
     for stop in stops:
         for label, r in runs.items():
             tr = r["trainer"]
-            tr.config.time_budget = stop
+            tr.config.time_budget = max(stop - tr.seconds, 0.0)  # a budget counts from each run()
             tr.run(progress=False)
             q = metric(tr.model)
             r["curve"].append((round(tr.seconds, 2), tr.step, round(q, 3)))

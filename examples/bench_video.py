@@ -72,7 +72,7 @@ def main() -> None:
 
     for k in range(1, math.ceil(a.seconds / a.slice) + 1):
         for t in trainers.values():
-            t.config.time_budget = min(a.seconds, k * a.slice)
+            t.config.time_budget = max(min(a.seconds, k * a.slice) - t.seconds, 0.0)  # a budget counts from each run()
             t.run(progress=False)
     quality = {label: signal.evaluate(t.model) for label, t in trainers.items()}
 
