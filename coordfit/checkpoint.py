@@ -346,21 +346,29 @@ def save_optimizer(path: str | Path, optimizer: torch.optim.Optimizer) -> Path:
 
 
 def load_optimizer(path: str | Path, optimizer: torch.optim.Optimizer) -> None:
+    """Load the state :func:`save_optimizer` wrote into ``optimizer``; one line for a file
+    that holds no optimizer state or one whose groups do not fit ``optimizer``."""
     meta = weights_metadata(path)
     tensors = _load_tensors(Path(path))
     tensors.pop("__empty__", None)
     try:
-        state: dict[int, dict[str, Any]] = {}
-        for key, value in tensors.items():
-            pid, name = key.split(".", 1)
-            state.setdefault(int(pid), {})[name] = value
-        for key, value in json.loads(meta.get("scalars", "{}")).items():
-            pid, name = key.split(".", 1)
-            state.setdefault(int(pid), {})[name] = value
         groups = json.loads(meta["param_groups"])
+        scalars = json.loads(meta.get("scalars", "{}"))
+    except (KeyError, json.JSONDecodeError):
+        raise CoordfitError(f"{path} holds no optimizer state (its metadata lacks param_groups)") from None
+    if not (isinstance(groups, list) and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups)
+            and isinstance(scalars, dict)):
+        raise CoordfitError(f"{path} holds no optimizer state (param_groups is not a list of groups)")
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in [*tensors.items(), *scalars.items()]:
+        pid, dot, name = key.partition(".")
+        if not (dot and pid.isdigit() and name):
+            raise CoordfitError(f"{path}: '{key}' is not an optimizer state entry (<param>.<name>)")
+        state.setdefault(int(pid), {})[name] = value
+    try:
         optimizer.load_state_dict({"state": state, "param_groups": groups})
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise CoordfitError(f"{path} does not fit this optimizer ({type(exc).__name__}: {exc})") from None
+    except ValueError as exc:  # torch: other group count or sizes than this optimizer's
+        raise CoordfitError(f"{path} does not fit this optimizer ({exc})") from None
 
 
 def save_train_state(path: str | Path, state: dict[str, Any]) -> Path:

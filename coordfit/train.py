@@ -30,7 +30,7 @@ import torch
 
 from .checkpoint import load_optimizer, load_train_state, load_weights, save_optimizer, save_train_state, save_weights
 from .device import PRECISIONS, StepClock, autocast, device_defaults, device_settings, resolve_device
-from .errors import CoordfitError
+from .errors import CoordfitError, TrainingInterrupted
 from .loggers import LOGGERS, run_loggers, trim_log
 from .models.registry import model_entry
 from .signals.base import Signal
@@ -114,16 +114,6 @@ class TrainConfig:
         return {k: v for k, v in asdict(self).items() if v != getattr(default, k)}
 
 
-class TrainingInterrupted(Exception):
-    """Ctrl-C during training; a checkpoint was saved when the run has a folder."""
-
-    def __init__(self, step: int, run_dir: Path | None) -> None:
-        where = f"; checkpoint saved in {run_dir}" if run_dir else ""
-        super().__init__(f"interrupted at step {step}{where}")
-        self.step = step
-        self.run_dir = run_dir
-
-
 class Trainer:
     """Fits ``model`` to ``signal``; ``run()`` until a stop condition, resumable.
 
@@ -182,7 +172,8 @@ class Trainer:
         leaves the run folder as it was. Then stale temporaries of a killed run are
         removed and log rows after the checkpoint dropped.
         """
-        assert self.run_dir is not None
+        if self.run_dir is None:
+            raise CoordfitError("this trainer has no run folder to load a checkpoint from (pass run_dir)")
         from .checkpoint import clean_stale, open_checkpoint
 
         ckpt = open_checkpoint(self.run_dir)
@@ -227,7 +218,8 @@ class Trainer:
 
     def batch_quality(self) -> torch.Tensor:
         """The signal's quality (PSNR, IoU) of the last step's batch, a 0-dim tensor."""
-        assert self._batch is not None, "no step has run yet"
+        if self._batch is None:
+            raise RuntimeError("batch_quality() reads the last step's batch; no step has run yet")
         return self.signal.quality(*self._batch).float()
 
     # -- the loop ----------------------------------------------------------------------

@@ -44,11 +44,7 @@ def read_image(source: str | Path) -> tuple[np.ndarray, int]:
             raise CoordfitError(f"{path} is a folder, not an image")
         if path.stat().st_size == 0:
             raise CoordfitError(f"{path} is empty")
-        try:
-            arr = _read_png16(path) if _is_png16_multichannel(path) else _read_any(path)
-        except Exception as exc:  # imageio raises many types for bad files
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise CoordfitError(f"cannot read {path} as an image ({reason})") from None
+        arr = _read_png16(path) if _is_png16_multichannel(path) else _read_any(path)
     arr = np.asarray(arr)
     if arr.ndim == 4:
         if arr.shape[0] != 1:
@@ -87,7 +83,17 @@ def _read_any(path: Path) -> np.ndarray:
         mode = iio.immeta(path).get("mode")
     except Exception:  # not every plugin reports metadata; imread below says what is wrong
         mode = None
-    return iio.imread(path, mode="RGB") if mode in _CONVERT_TO_RGB else iio.imread(path)
+    try:
+        return iio.imread(path, mode="RGB") if mode in _CONVERT_TO_RGB else iio.imread(path)
+    except Exception as exc:  # imageio's decoders raise anything on corrupt bytes (ZeroDivisionError too)
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, exc: Exception) -> CoordfitError:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if reason.startswith("Could not find a backend"):  # imageio's words, with a stray backtick
+        reason = "no reader recognises its content"
+    return CoordfitError(f"cannot read {path} as an image ({reason})")
 
 
 def _is_png16_multichannel(path: Path) -> bool:
@@ -100,8 +106,11 @@ def _is_png16_multichannel(path: Path) -> bool:
 def _read_png16(path: Path) -> np.ndarray:
     import png
 
-    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
-    arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows])
+    try:
+        width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+        arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows])
+    except (png.Error, EOFError) as exc:  # a malformed or truncated file; a bug here stays a traceback
+        raise _unreadable(path, exc) from None
     return arr.reshape(height, width, info["planes"])
 
 
