@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from .errors import CoordfitError
 
-__all__ = ["Registry", "Component", "Config", "config_from_dict", "field_docs"]
+__all__ = ["Registry", "Component", "Config", "config_from_dict", "read_field", "field_docs"]
 
 T = TypeVar("T")
 C = TypeVar("C", bound="Config")
@@ -183,6 +183,8 @@ def _coerce(value: Any, tp: Any, key: str, owner: str) -> Any:
     inner = [a for a in typing.get_args(tp) if a is not type(None)]
     if _optional(tp) and len(inner) == 1:
         return _coerce(value, inner[0], key, owner)
+    if typing.get_origin(tp) is tuple:
+        return _coerce_tuple(value, typing.get_args(tp), key, owner)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -197,6 +199,25 @@ def _coerce(value: Any, tp: Any, key: str, owner: str) -> Any:
         except (TypeError, ValueError):
             raise CoordfitError(f"{owner} option {key}={value!r} must be {tp.__name__}") from None
     return value
+
+
+def _coerce_tuple(value: Any, args: tuple[Any, ...], key: str, owner: str) -> tuple[Any, ...]:
+    """A fixed-size tuple (``tuple[int, int]``) from a list, a tuple or text like ``320x136``."""
+    parts = value.lower().replace(",", "x").split("x") if isinstance(value, str) else value
+    if isinstance(parts, list | tuple) and len(parts) == len(args):
+        try:
+            return tuple(_coerce(v, a, key, owner) for v, a in zip(parts, args))
+        except CoordfitError:
+            pass
+    what = "whole numbers" if all(a is int for a in args) else "numbers"
+    raise CoordfitError(f"{owner} option {key}={value!r} must be {len(args)} {what} joined by x, "
+                        f"e.g. {'x'.join(['320', '136', '3'][:len(args)])}")
+
+
+def read_field(cls: type, name: str, value: Any, owner: str | None = None) -> Any:
+    """``value`` read as field ``name`` of dataclass ``cls`` (as :func:`config_from_dict`
+    reads it), or one :class:`CoordfitError` line."""
+    return _coerce(value, typing.get_type_hints(cls)[name], name, owner or cls.__name__)
 
 
 def field_docs(cls: type) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -13,6 +13,7 @@ import torch
 from ..grid import GridInfo, check_generator, gather, sample_branches
 from ..phases import Report, quiet
 from ..registry import Registry
+from .options import SignalOptions
 
 __all__ = ["Signal", "GridSignal", "SIGNALS", "register_signal", "signal_class", "signal_kinds", "psnr_from_mse"]
 
@@ -49,13 +50,18 @@ class Signal(ABC):
     evaluated once for the metrics and the outputs) and :meth:`meta` to record how to
     reload the signal (for ``--resume``).
 
+    ``options_cls`` is the kind's typed options (:mod:`coordfit.signals.options`):
+    :meth:`load` reads its options through :meth:`read_options`.
+
     ``quality_name`` names the one quality figure of the kind end to end: the batch
     figure :meth:`quality` returns, the ``log.csv`` column, ``--target``, the progress
     bar, and the report's time to target and plot names; :meth:`finish` reports the
-    same figure on the full signal under the same name.
+    same figure on the full signal under the same name. A subclass takes it and
+    ``quality_unit`` from its ``options_cls`` (where the CLI reads them without torch).
     """
 
     kind: ClassVar[str] = "?"
+    options_cls: ClassVar[type[SignalOptions]] = SignalOptions
     default_split: ClassVar[str] = ""
     quality_name: ClassVar[Literal["psnr", "iou"]] = "psnr"  # what `quality` measures
     quality_unit: ClassVar[Literal["dB", ""]] = "dB"  # its unit, for help texts and the progress bar
@@ -64,6 +70,18 @@ class Signal(ABC):
     shape: tuple[int, ...]
     out_features: int
     load_seconds: float | None = None  # seconds `load_signal` took to read (and label) it
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("quality_name", "quality_unit"):
+            if name not in cls.__dict__:
+                setattr(cls, name, getattr(cls.options_cls, name))
+
+    @classmethod
+    def read_options(cls, options: Mapping[str, Any]) -> SignalOptions:
+        """``options`` as the kind's typed config: unknown keys refused, values read by
+        type and validated, in one :class:`~coordfit.errors.CoordfitError` line."""
+        return cls.options_cls.from_dict(options, owner=f"{cls.kind} signal")
 
     @property
     def info(self) -> GridInfo:

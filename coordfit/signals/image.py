@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,6 +14,7 @@ from ..grid import axis_coords, evaluate_grid
 from ..io import atomic_write
 from ..phases import Report, quiet
 from .base import GridSignal, register_signal
+from .options import ImageOptions
 
 __all__ = ["ImageSignal", "read_image", "render_image", "render_size", "save_image", "BUILTIN_IMAGES"]
 
@@ -197,6 +198,7 @@ def _physical_memory() -> int | None:
 class ImageSignal(GridSignal):
     """An image on axes ``(y, x)``; values are the pixels mapped to [-1, 1]."""
 
+    options_cls = ImageOptions
     default_split = "x+y"
 
     def __init__(self, pixels01: np.ndarray, source: str = "<array>", bit_depth: int = 8, alpha: str = "keep") -> None:
@@ -212,10 +214,10 @@ class ImageSignal(GridSignal):
         self.values = torch.from_numpy(self.pixels01 * 2.0 - 1.0)
 
     @classmethod
-    def load(cls, source: str | Path | None = None, alpha: Literal["keep", "drop"] = "keep") -> ImageSignal:
-        """Read ``source`` (a path or ``skimage:<name>``; default: the astronaut photo)."""
-        if alpha not in ("keep", "drop"):
-            raise CoordfitError(f"alpha must be 'keep' or 'drop', got {alpha!r}")
+    def load(cls, source: str | Path | None = None, **options: Any) -> ImageSignal:
+        """Read ``source`` (a path or ``skimage:<name>``; default: the astronaut photo);
+        ``options``: :class:`~coordfit.signals.options.ImageOptions`."""
+        alpha = cls.read_options(options).alpha
         source = str(source) if source is not None else DEFAULT_IMAGE
         pixels, depth = read_image(source)
         if alpha == "drop" and pixels.shape[-1] in (2, 4):

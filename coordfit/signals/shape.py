@@ -17,7 +17,7 @@ marching cubes in the input's frame, and metrics ``iou`` (uniform grid nodes),
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,43 +30,15 @@ from ..io import atomic_write
 from ..phases import Report, quiet
 from . import mesh_labels as ml
 from .base import Signal, register_signal
-from .isosurface import Field, extract_mesh, field_volume, marching_cubes, mesh_metrics, surface_volume
+from .isosurface import extract_mesh, field_volume, marching_cubes, mesh_metrics, surface_volume
+from .options import ShapeOptions
 
 __all__ = ["ShapeSignal", "ShapeOptions", "extract_mesh", "field_volume", "mesh_metrics", "DEFAULT_SHAPE"]
 
 DEFAULT_SHAPE = "primitive:torus"
-
-
-@dataclass
-class ShapeOptions:
-    field: Field = "occupancy"  # occupancy (BCE on logits) or sdf (L1 on a truncated signed distance)
-    label_resolution: int = 128  # R: training points are the nodes of an R^3 lattice, labelled exactly
-    resolution: int = 128  # grid of mesh.ply and of every metric (as the labels: the fit holds no finer detail)
-    margin: float = 0.05  # the longest side of the mesh spans [-1 + margin, 1 - margin]
-    near_fraction: float = 0.5  # unsplit models: share of each step's points placed near the surface
-    block_fraction: float = 0.25  # split models: share of each branch's draws around the step's surface point
-    near_sigma: float = 0.02  # unsplit models: std of the offsets of near-surface points from the surface
-    block_sigma: float = 0.1  # split models: std of each axis's draws around one surface point per step
-    sdf_clamp: float = 0.1  # sdf field: distances truncated to +-this (normalised units)
-    eval_points: int = 100_000  # points for each IoU metric and surface samples for chamfer/normals
-    seed: int = 0  # seeds surface samples and evaluation points
-
-    def validate(self) -> None:
-        if self.field not in ("occupancy", "sdf"):
-            raise CoordfitError(f"--field must be occupancy or sdf, got {self.field!r}")
-        for name in ("label_resolution", "resolution"):
-            if not 8 <= getattr(self, name) <= 2048:
-                raise CoordfitError(f"--{name.replace('_', '-')} must be in [8, 2048], got {getattr(self, name)}")
-        if not 0.0 <= self.margin < 0.5:
-            raise CoordfitError(f"margin must be in [0, 0.5), got {self.margin}")
-        for name in ("near_fraction", "block_fraction"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise CoordfitError(f"{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("near_sigma", "block_sigma", "sdf_clamp"):
-            if not getattr(self, name) > 0:
-                raise CoordfitError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.eval_points < 100:
-            raise CoordfitError(f"eval-points must be at least 100, got {self.eval_points}")
+# The built-in torus is the first-run shape: its mesh, lattice and metrics are sized so that
+# `coordfit shape` with no flags finishes within a minute on a 2-core CPU (docs/shapes.md).
+FIRST_RUN_OPTIONS = {"resolution": 96, "label_resolution": 64, "eval_points": 20_000}
 
 
 @register_signal("shape")
@@ -79,9 +51,8 @@ class ShapeSignal(Signal):
     and every mask stay on the signal's device.
     """
 
+    options_cls = ShapeOptions  # its quality: IoU, unitless
     default_split = "x+y+z"
-    quality_name = "iou"
-    quality_unit = ""
     summary_metrics = ("iou", "chamfer_l1")
 
     def __init__(self, mesh: ml.MeshData, source: str = "<mesh>", options: ShapeOptions | None = None) -> None:
@@ -112,18 +83,15 @@ class ShapeSignal(Signal):
     # -- construction / description -------------------------------------------------------
     @classmethod
     def load(cls, source: str | Path | None = None, **options: Any) -> ShapeSignal:
-        """Read ``source`` (a mesh file or ``primitive:<name>``; default: a torus).
+        """Read ``source`` (a mesh file or ``primitive:<name>``); ``options``:
+        :class:`~coordfit.signals.options.ShapeOptions`.
 
-        ``target`` is read as ``field``: its name until run folders said ``field``.
+        With no ``source`` it is the built-in torus, the first-run shape, with a smaller
+        mesh, lattice and metric sample (:data:`FIRST_RUN_OPTIONS`) where not given.
         """
-        if "target" in options and "field" not in options:
-            options["field"] = options.pop("target")
-        fields = set(ShapeOptions.__dataclass_fields__)
-        unknown = sorted(set(options) - fields)
-        if unknown:
-            raise CoordfitError(f"shape signals take no option '{unknown[0]}' (options: {', '.join(sorted(fields))})")
-        opts = ShapeOptions(**options)
-        opts.validate()
+        if source is None:
+            options = {**FIRST_RUN_OPTIONS, **options}
+        opts = cls.read_options(options)
         source = str(source) if source is not None else DEFAULT_SHAPE
         mesh = ml.read_mesh(source)
         if not source.startswith("primitive:"):

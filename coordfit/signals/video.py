@@ -25,7 +25,8 @@ from ..errors import CoordfitError
 from ..grid import axis_coords, evaluate_grid
 from ..phases import Report, quiet
 from .base import GridSignal, register_signal
-from .video_io import BUILTIN_PREFIX, VideoOptions, frames_per_chunk, read_clip, write_mp4
+from .options import VideoOptions
+from .video_io import BUILTIN_PREFIX, frames_per_chunk, read_clip, write_mp4
 
 __all__ = ["VideoSignal", "render_frames", "DEFAULT_VIDEO"]
 
@@ -75,6 +76,7 @@ def _write_mp4(path: Path, chunks: Iterator[np.ndarray], frames: int, fps: float
 class VideoSignal(GridSignal):
     """A clip on axes ``(t, y, x)``; values are the pixels mapped to [-1, 1], ``[T, H, W, C]``."""
 
+    options_cls = VideoOptions
     default_split = "xy+t"
 
     def __init__(self, frames01: torch.Tensor | np.ndarray, fps: float = 25.0, source: str = "<array>",
@@ -100,16 +102,14 @@ class VideoSignal(GridSignal):
         self.values = frames * 2.0 - 1.0 if copy else frames.mul_(2.0).sub_(1.0)
 
     @classmethod
-    def load(cls, source: str | Path | None = None, *, start: int = 0, end: int | None = None, stride: int = 1,
-             max_frames: int | None = None, resize: tuple[int, int] | list[int] | None = None,
-             scale: float | None = None, fps: float | None = None) -> VideoSignal:
+    def load(cls, source: str | Path | None = None, **options: Any) -> VideoSignal:
         """Read ``source`` (a video file, a folder of numbered frames, or ``builtin:waves``).
 
-        Only frames ``start, start + stride, ...`` before ``end`` (at most ``max_frames``)
-        are kept, resized to ``resize=(W, H)`` or by ``scale`` as they are read.
+        ``options`` (:class:`~coordfit.signals.options.VideoOptions`): only frames
+        ``start, start + stride, ...`` before ``end`` (at most ``max_frames``) are kept,
+        resized to ``resize=(W, H)`` or by ``scale`` as they are read.
         """
-        opts = VideoOptions(start=start, end=end, stride=stride, max_frames=max_frames,
-                            resize=tuple(resize) if resize is not None else None, scale=scale, fps=fps)
+        opts = cls.read_options(options)
         src = str(source) if source is not None else DEFAULT_VIDEO
         clip = read_clip(src, opts)
         if not src.startswith(BUILTIN_PREFIX):

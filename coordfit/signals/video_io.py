@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import torch
 
 from ..errors import CoordfitError
 from ..io import atomic_write
+from .options import VideoOptions
 
 __all__ = ["VideoOptions", "Clip", "read_clip", "write_mp4", "builtin_frames", "BUILTIN_PREFIX"]
 
@@ -28,54 +29,6 @@ FRAME_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_CLIPS = ("waves",)
 _FOLDER_FPS = 25.0  # frame rate assumed for a folder of frames unless --fps says otherwise
-
-
-@dataclass
-class VideoOptions:
-    """Which part of a clip to fit, and at what size."""
-
-    start: int = 0  # first frame to read (0-based, counted in the file's frames)
-    end: int | None = None  # stop before this frame (None: the end of the clip)
-    stride: int = 1  # keep every stride-th frame from start on
-    max_frames: int | None = None  # keep at most this many frames
-    resize: tuple[int, int] | None = None  # (W, H) of the fitted frames (None: as read)
-    scale: float | None = None  # or a size factor for width and height (0.5: half)
-    fps: float | None = None  # frame rate of the source (None: from the file; folders 25)
-
-    def validate(self) -> None:
-        if self.start < 0:
-            raise CoordfitError(f"--start must be >= 0, got {self.start}")
-        if self.end is not None and self.end <= self.start:
-            raise CoordfitError(f"--end ({self.end}) must be greater than --start ({self.start})")
-        if self.stride < 1:
-            raise CoordfitError(f"--stride must be >= 1, got {self.stride}")
-        if self.max_frames is not None and self.max_frames < 1:
-            raise CoordfitError(f"--max-frames must be >= 1, got {self.max_frames}")
-        if self.resize is not None and self.scale is not None:
-            raise CoordfitError("give --resize or --scale, not both")
-        if self.resize is not None:
-            if len(self.resize) != 2 or min(self.resize) < 2:
-                raise CoordfitError(f"--resize must be WxH with both at least 2, got {self.resize}")
-            self.resize = (int(self.resize[0]), int(self.resize[1]))
-        if self.scale is not None and not (0 < self.scale <= 16):
-            raise CoordfitError(f"--scale must be in (0, 16], got {self.scale}")
-        if self.fps is not None and not (0 < self.fps <= 1000):
-            raise CoordfitError(f"--fps must be in (0, 1000], got {self.fps}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form for the run's config (only fields that differ from the defaults)."""
-        d = asdict(self)
-        default = asdict(VideoOptions())
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items() if v != default[k]}
-
-    def wants(self, index: int, kept: int) -> tuple[bool, bool]:
-        """``(keep frame index, stop reading after it)`` given ``kept`` frames so far."""
-        if self.end is not None and index >= self.end:
-            return False, True
-        keep = index >= self.start and (index - self.start) % self.stride == 0
-        full = self.max_frames is not None and kept + keep >= self.max_frames
-        last = self.end is not None and index + 1 >= self.end
-        return keep, full or last
 
 
 @dataclass
