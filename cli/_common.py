@@ -31,7 +31,7 @@ def handle_errors(func: F) -> F:
     """One stderr line for what is not a bug: exit 2 for bad input (a :class:`CoordfitError`,
     a number option that is NaN, infinite or past 64 bits, a failing file system, a size
     that does not fit in memory), exit 130 for an interruption."""
-    from coordfit.train import TrainingInterrupted
+    from coordfit.errors import TrainingInterrupted
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -8,8 +8,6 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from coordfit.models import list_models, model_entry
-from coordfit.presets import get_preset, list_presets
 from coordfit.registry import field_docs
 
 from ._common import console
@@ -21,6 +19,8 @@ def models_cmd(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list each model's options, defaults and meaning."),
 ) -> None:
     """List the registered models with a one-line description."""
+    from coordfit.models import list_models, model_entry
+
     table = Table(title="coordfit models", show_lines=verbose)
     table.add_column("model", style="bold")
     table.add_column("lr")
@@ -51,6 +51,8 @@ def _default(f: dataclasses.Field) -> object:
 @app.command("presets")
 def presets_cmd() -> None:
     """List named presets (use them with --preset, or coordfit.fit(preset=...))."""
+    from coordfit.presets import get_preset, list_presets
+
     table = Table(title="coordfit presets")
     for col in ("preset", "signal", "model", "description"):
         table.add_column(col)

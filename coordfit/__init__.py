@@ -3,39 +3,60 @@
 >>> import coordfit
 >>> coordfit.list_models()[:3]
 ['siren', 'pe-mlp', 'coordx']
+
+The public names load on first use (PEP 562), so ``import coordfit`` and the CLI's
+``--help`` and ``--version`` do not import torch.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from .errors import CoordfitError as CoordfitError  # noqa: E402
-from .grid import GridInfo as GridInfo  # noqa: E402
-from .models import create_model as create_model  # noqa: E402
-from .models import list_models as list_models  # noqa: E402
-from .signals import load_signal as load_signal  # noqa: E402
-from .train import TrainConfig as TrainConfig  # noqa: E402
-from .api import FitResult as FitResult  # noqa: E402
-from .api import Run as Run  # noqa: E402
-from .api import fit as fit  # noqa: E402
-from .api import load as load  # noqa: E402
-from .api import render as render  # noqa: E402
-from .api import resume as resume  # noqa: E402
-from .viewfit import fit_views as fit_views  # noqa: E402
+from ._version import __version__ as __version__
 
-__all__ = [
-    "CoordfitError",
-    "FitResult",
-    "GridInfo",
-    "Run",
-    "TrainConfig",
-    "__version__",
-    "create_model",
-    "fit",
-    "fit_views",
-    "list_models",
-    "load",
-    "load_signal",
-    "render",
-    "resume",
-]
+if TYPE_CHECKING:
+    from .api import FitResult as FitResult
+    from .api import Run as Run
+    from .api import fit as fit
+    from .api import load as load
+    from .api import render as render
+    from .api import resume as resume
+    from .errors import CoordfitError as CoordfitError
+    from .grid import GridInfo as GridInfo
+    from .models import create_model as create_model
+    from .models import list_models as list_models
+    from .signals import load_signal as load_signal
+    from .train import TrainConfig as TrainConfig
+    from .viewfit import fit_views as fit_views
+
+# public name -> the module that defines it
+_LAZY = {
+    "CoordfitError": "errors",
+    "FitResult": "api",
+    "GridInfo": "grid",
+    "Run": "api",
+    "TrainConfig": "train",
+    "create_model": "models",
+    "fit": "api",
+    "fit_views": "viewfit",
+    "list_models": "models",
+    "load": "api",
+    "load_signal": "signals",
+    "render": "api",
+    "resume": "api",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'coordfit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -21,16 +21,16 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
+from .defaults import DEFAULTS as DEFAULTS
+from .defaults import PRECISIONS as PRECISIONS
+from .defaults import DeviceDefaults as DeviceDefaults
+from .defaults import DeviceName as DeviceName
+from .defaults import Precision as Precision
 from .errors import CoordfitError
-
-DeviceName = Literal["auto", "cpu", "cuda", "mps"]
-Precision = Literal["auto", "fp32", "tf32", "bf16"]
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "tf32", "bf16")
 
 __all__ = [
     "DeviceName",
@@ -45,27 +45,6 @@ __all__ = [
     "autocast",
     "StepClock",
 ]
-
-
-@dataclass(frozen=True)
-class DeviceDefaults:
-    """What a fit uses on a device when the user does not say."""
-
-    batch: int  # points per step (split models: the sub-grid; the whole grid when it fits)
-    precision: str  # what --precision auto means
-    threads: int | None  # torch intra-op threads (None: leave torch's own setting)
-    first_run_seconds: float  # time budget when neither --steps nor --time-budget is given
-
-
-DEFAULTS: dict[str, DeviceDefaults] = {
-    # 2 shared cores: one thread ran fits 2-6x faster than two under load, and in 20 s fits
-    # 4,096 points per step beat 16,384 by 1.6-3.9 dB for every model (docs/performance.md).
-    "cpu": DeviceDefaults(batch=1 << 12, precision="fp32", threads=1, first_run_seconds=20.0),
-    # H100: 2^18 points per step move 5.5x the samples/s of 2^14 (SIREN); TF32 stays opt-in
-    # until its PSNR cost on sine networks is measured (docs/performance.md).
-    "cuda": DeviceDefaults(batch=1 << 18, precision="fp32", threads=None, first_run_seconds=30.0),
-    "mps": DeviceDefaults(batch=1 << 16, precision="fp32", threads=None, first_run_seconds=20.0),
-}
 
 
 def device_defaults(device: torch.device) -> DeviceDefaults:

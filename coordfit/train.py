@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .checkpoint import load_optimizer, load_train_state, load_weights, save_optimizer, save_train_state, save_weights
+from .defaults import DEFAULT_STEPS
 from .device import PRECISIONS, StepClock, autocast, device_defaults, device_settings, resolve_device
 from .errors import CoordfitError, TrainingInterrupted
 from .loggers import LOGGERS, run_loggers, trim_log
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
     from .loggers import RunLogger
 
 __all__ = ["TrainConfig", "Trainer", "TrainingInterrupted", "DEFAULT_STEPS"]
-
-DEFAULT_STEPS = 2000  # steps of a run that names neither steps nor a time budget (with the device's budget)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..device import resolve_device
 from ..errors import CoordfitError
 from ..grid import axis_coords, evaluate_grid
