@@ -1,9 +1,20 @@
-"""Options shared by the fitting commands (image, video, shape) and the code they run."""
+"""The fitting commands (image, video, shape), declared once.
+
+Every fitting command takes the same flags, listed once here (:data:`SHARED`), and the
+flags of its signal kind, made from the fields of the kind's typed options
+(:mod:`coordfit.signals.options`: their comments are the help). A command module is
+its docstring, its PATH help and which signal options it shows as flags; every other
+signal option is reachable with ``-o KEY=VALUE``, as every model option is.
+
+Nothing here imports torch: the library is imported when a command runs.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -11,106 +22,119 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-import coordfit
-from coordfit.device import DEFAULTS
-from coordfit.errors import CoordfitError
-from coordfit.loggers import LOGGERS
-from coordfit.presets import resolve_preset
-from coordfit.runs import read_config_file
-from coordfit.signals import signal_class
-from coordfit.train import DEFAULT_STEPS, TrainingInterrupted
+from coordfit.defaults import DEFAULT_STEPS, DEFAULTS, RESUME_SETTINGS
+from coordfit.errors import CoordfitError, TrainingInterrupted
+from coordfit.registry import field_docs
+from coordfit.signals.options import SignalOptions
 
 from ._common import console, err_console, parse_options
 
+if typing.TYPE_CHECKING:
+    import coordfit
+
 _CPU, _CUDA = DEFAULTS["cpu"], DEFAULTS["cuda"]
 
-# Annotated option types, so each fitting command declares the same flags in one line each.
-Model = Annotated[Optional[str], typer.Option("--model", "-m", help="Model from `coordfit models` (default: coordx).")]
-Preset = Annotated[Optional[str], typer.Option("--preset", "-p", help="Named preset from `coordfit presets`.")]
-Split = Annotated[Optional[str], typer.Option("--split", "-s", help="Split spec for split models, e.g. x+y, xy+t, x+y+z.")]
-Width = Annotated[Optional[int], typer.Option("--width", help="Hidden width (model default: 256).")]
-Layers = Annotated[Optional[int], typer.Option("--layers", help="Linear layers in total (model default: 5).")]
-Rank = Annotated[Optional[int], typer.Option("--rank", help="CoordX feature expansion R.")]
-Options = Annotated[Optional[list[str]], typer.Option("--option", "-o", help="Any model option as KEY=VALUE (repeatable), e.g. -o fusion=sum.")]
-Steps = Annotated[Optional[int], typer.Option("--steps", "-n", help=f"Maximum training steps. With neither --steps nor --time-budget: {DEFAULT_STEPS} steps or {_CPU.first_run_seconds:g} s, whichever comes first.")]
-TimeBudget = Annotated[Optional[float], typer.Option("--time-budget", "-t", help="Stop after this many seconds of training (on --resume: seconds more).")]
-LR = Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate (model default).")]
-GridBatch = Annotated[Optional[int], typer.Option("--grid-batch", help=f"Split models: points per step in the sampled sub-grid (default: {_CPU.batch:,} on CPUs; on CUDA the whole grid up to {_CUDA.batch:,}).")]
-BatchPoints = Annotated[Optional[int], typer.Option("--batch-points", help=f"Unsplit models: random points per step (default: {_CPU.batch:,} on CPUs; on CUDA the whole grid up to {_CUDA.batch:,}).")]
-Seed = Annotated[int, typer.Option("--seed", help="Random seed (model init and sampling).")]
-Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
-Precision = Annotated[str, typer.Option("--precision", help="auto (the device's default: fp32), fp32, tf32 (TF32 matmuls on CUDA, fp32 elsewhere) or bf16 (autocast).")]
-Compile = Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model (falls back to eager with one warning).")]
-Threads = Annotated[Optional[int], typer.Option("--threads", help=f"torch CPU threads (default: {_CPU.threads} on CPUs, torch's own with a GPU).")]
-Out = Annotated[Optional[Path], typer.Option("--out", help="Run folder (must be new or empty) (default: runs/<kind>/<model>/<input>-<time>/).")]
-Name = Annotated[Optional[str], typer.Option("--name", help="Name the run folder runs/<kind>/<model>/NAME/ (a taken name gets -2, -3...).")]
-Config = Annotated[Optional[Path], typer.Option("--config", help="Start from a run's config.json (or its folder) or a JSON/YAML file; flags given override it.")]
-Logger = Annotated[Optional[str], typer.Option("--logger", help=f"{' or '.join(LOGGERS)}: tensorboard also writes the log rows to <run>/tensorboard/ (log.csv and curves.png are always written; default: none; on --resume: from then on).")]
-Resume = Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this folder (--steps: the new total; --time-budget: seconds more).")]
-CheckpointEvery = Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints (0: end and Ctrl-C only).")]
-Backend = Annotated[Optional[str], typer.Option("--backend", help="Grid models: torch, or tcnn (tinycudann on CUDA; falls back to torch with a warning).")]
-Progress = Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress: a bar on a terminal, a line every few seconds elsewhere (default: on).")]
+
+def _opt(*names: str, help: str, tp: Any = Optional[str]) -> Any:  # noqa: A002
+    return Annotated[tp, typer.Option(*names, help=help, show_default=False)]
 
 
-def _target_help(kind: str) -> str:
-    cls = signal_class(kind)
-    unit = f" ({cls.quality_unit})" if cls.quality_unit else " (0-1)"
-    return f"Stop once the training-batch {cls.quality_name.upper()} reaches this{unit}; --target-psnr is an alias."
-
-
-ImageTarget = Annotated[Optional[float], typer.Option("--target", "--target-psnr", help=_target_help("image"))]
-VideoTarget = Annotated[Optional[float], typer.Option("--target", "--target-psnr", help=_target_help("video"))]
-ShapeTarget = Annotated[Optional[float], typer.Option("--target", "--target-psnr", help=_target_help("shape"))]
-
-
+# Each shared flag: its parameter name, its type with the flag and help, its default. A
+# default of None means "not given": the library's default applies, and --resume can
+# tell a flag given from one left alone.
+Device = _opt("--device", help="auto, cpu, cuda or mps (default: auto).")
+SHARED: list[tuple[str, Any, Any]] = [
+    ("model", _opt("--model", "-m", help="Model from `coordfit models` (default: coordx)."), None),
+    ("preset", _opt("--preset", "-p", help="Named preset from `coordfit presets`."), None),
+    ("split", _opt("--split", "-s", help="Split spec for split models, e.g. x+y, xy+t, x+y+z."), None),
+    ("width", _opt("--width", tp=Optional[int], help="Hidden width (model default: see `coordfit models -v`; "
+                   "256 for coordx, siren and pe-mlp, 64 for hashgrid)."), None),
+    ("layers", _opt("--layers", tp=Optional[int], help="Linear layers in total (model default)."), None),
+    ("rank", _opt("--rank", tp=Optional[int], help="CoordX feature expansion R."), None),
+    ("option", _opt("--option", "-o", tp=Optional[list[str]], help="Any model or signal option as KEY=VALUE "
+                    "(repeatable), e.g. -o fusion=sum."), None),
+    ("steps", _opt("--steps", "-n", tp=Optional[int], help=f"Maximum training steps. With neither --steps nor "
+                   f"--time-budget: {DEFAULT_STEPS} steps or {_CPU.first_run_seconds:g} s, whichever comes first."), None),
+    ("time_budget", _opt("--time-budget", "-t", tp=Optional[float],
+                         help="Stop after this many seconds of training (on --resume: seconds more)."), None),
+    ("target", None, None),  # per kind: see _target
+    ("lr", _opt("--lr", tp=Optional[float], help="Adam learning rate (model default)."), None),
+    ("grid_batch", _opt("--grid-batch", tp=Optional[int], help=f"Split models: points per step in the sampled "
+                        f"sub-grid (default: {_CPU.batch:,} on CPUs; on CUDA the whole grid up to {_CUDA.batch:,})."), None),
+    ("batch_points", _opt("--batch-points", tp=Optional[int], help=f"Unsplit models: random points per step "
+                          f"(default: {_CPU.batch:,} on CPUs; on CUDA the whole grid up to {_CUDA.batch:,})."), None),
+    ("seed", _opt("--seed", tp=Optional[int], help="Random seed (model init and sampling) (default: 0)."), None),
+    ("device", Device, None),
+    ("precision", _opt("--precision", help="auto (the device's default: fp32), fp32, tf32 (TF32 matmuls on "
+                       "CUDA, fp32 elsewhere) or bf16 (autocast)."), None),
+    ("compile", _opt("--compile/--no-compile", tp=Optional[bool],
+                     help="torch.compile the model (falls back to eager with one warning) (default: off)."), None),
+    ("threads", _opt("--threads", tp=Optional[int],
+                     help=f"torch CPU threads (default: {_CPU.threads} on CPUs, torch's own with a GPU)."), None),
+    ("out", _opt("--out", tp=Optional[Path], help="Run folder (must be new or empty) (default: "
+                 "runs/<kind>/<model>/<input>-<time>/)."), None),
+    ("name", _opt("--name", help="Name the run folder runs/<kind>/<model>/NAME/ (a taken name gets -2, -3...)."), None),
+    ("config", _opt("--config", tp=Optional[Path], help="Start from a run's config.json (or its folder) or a "
+                    "JSON/YAML file; flags given override it."), None),
+    ("resume", _opt("--resume", tp=Optional[Path], help="Continue the run in this folder (--steps: the new "
+                    "total; --time-budget: seconds more). Flags that would change the run are refused."), None),
+    ("checkpoint_every", _opt("--checkpoint-every", tp=Optional[int],
+                              help="Steps between checkpoints (0: end and Ctrl-C only) (default: 500)."), None),
+    ("logger", _opt("--logger", help="none or tensorboard: tensorboard also writes the log rows to "
+                    "<run>/tensorboard/ (log.csv and curves.png are always written; default: none; on --resume: "
+                    "from then on)."), None),
+    ("backend", _opt("--backend", help="Grid models: torch, or tcnn (tinycudann on CUDA; falls back to torch "
+                     "with a warning)."), None),
+    ("progress", _opt("--progress/--no-progress", tp=Optional[bool], help="Progress: a bar on a terminal, a line "
+                      "every few seconds elsewhere (default: on)."), None),
+]
 _MODEL_FLAGS = ("split", "width", "layers", "rank", "backend")
 _TRAIN_FLAGS = ("steps", "time_budget", "target", "lr", "grid_batch", "batch_points", "seed", "device", "precision",
                 "compile", "threads", "checkpoint_every", "logger")
+# What --resume may change (coordfit.resume): how long and where it trains, how it reports.
+_RESUME_FLAGS = ("steps", "time_budget", "target", *RESUME_SETTINGS, "logger", "progress")
 
 
-def _shared_options(target: Any) -> list[inspect.Parameter]:
-    """The options every fitting command takes, in --help order."""
-    opts: list[tuple[str, Any, Any]] = [
-        ("model", Model, None), ("preset", Preset, None), ("split", Split, None), ("width", Width, None),
-        ("layers", Layers, None), ("rank", Rank, None), ("option", Options, None), ("steps", Steps, None),
-        ("time_budget", TimeBudget, None), ("target", target, None), ("lr", LR, None), ("grid_batch", GridBatch, None),
-        ("batch_points", BatchPoints, None), ("seed", Seed, 0), ("device", Device, "auto"),
-        ("precision", Precision, "auto"), ("compile", Compile, False), ("threads", Threads, None), ("out", Out, None),
-        ("name", Name, None), ("config", Config, None), ("resume", Resume, None),
-        ("checkpoint_every", CheckpointEvery, 500), ("backend", Backend, None), ("logger", Logger, None),
-        ("progress", Progress, None),
-    ]
-    return [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a) for n, a, d in opts]
+def _target(options_cls: type[SignalOptions]) -> Any:
+    unit = f" ({options_cls.quality_unit})" if options_cls.quality_unit else " (0-1)"
+    return _opt("--target", "--target-psnr", tp=Optional[float], help=f"Stop once the training-batch "
+                f"{options_cls.quality_name.upper()} reaches this{unit}; --target-psnr is an alias.")
 
 
-def fitting_command(kind: str, target: Any) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., None]]:
-    """Make a fitting command from a function of its own arguments (``path`` and signal options).
+def _signal_flag(options_cls: type[SignalOptions], name: str) -> inspect.Parameter:
+    """A ``--flag`` for signal option ``name``: its comment as help, its default stated."""
+    field = {f.name: f for f in dataclasses.fields(options_cls)}[name]
+    tp = typing.get_type_hints(options_cls)[name]
+    inner = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+    base = inner[0] if len(inner) == 1 and inner[0] in (int, float, bool) else str
+    flag = "--" + name.replace("_", "-")
+    default = field.default
+    shown = "off" if default is False else "on" if default is True else f"{default:,}" if isinstance(default, int) else default
+    stated = "" if default is None else f" (default: {shown})"
+    annotation = _opt(f"{flag}/--no-{flag[2:]}" if base is bool else flag, tp=Optional[base],
+                      help=field_docs(options_cls).get(name, "").rstrip(".") + stated + ".")
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
-    The function returns the signal options; the command gets the options shared by every
-    fitting command (model, training, run folder) besides its own, so ``image``, ``video``
-    and ``shape`` take the same flags by construction, and runs :func:`run_fit`.
+
+def fitting_command(kind: str, options_cls: type[SignalOptions], path_help: str,
+                    flags: tuple[str, ...] = ()) -> Callable[[Callable[[], None]], Callable[..., None]]:
+    """Make the fitting command for signal ``kind`` from a function that holds its docstring.
+
+    The command takes PATH (``path_help``), the :data:`SHARED` flags and a flag for each of
+    the signal options named in ``flags``, and runs :func:`run_fit`.
     """
 
-    def deco(func: Callable[..., dict[str, Any]]) -> Callable[..., None]:
-        own = inspect.signature(func, eval_str=True).parameters
-        shared = _shared_options(target)
+    def deco(func: Callable[[], None]) -> Callable[..., None]:
+        path = inspect.Parameter("path", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Optional[str], typer.Argument(help=path_help, show_default=False)])
+        shared = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d,
+                                    annotation=_target(options_cls) if n == "target" else a) for n, a, d in SHARED]
+        params = [path, *shared, *(_signal_flag(options_cls, n) for n in flags)]
 
         @functools.wraps(func)
-        def command(ctx: typer.Context, **kw: Any) -> None:
-            path = kw.get("path")
-            signal_options = func(**{name: kw.pop(name) for name in own})
-            if kw["config"] is not None:  # only the flags given override the config (defaults do not)
-                signal_options = {k: v for k, v in signal_options.items() if _given(ctx, k)}
-                kw = {k: v if _given(ctx, k) else None for k, v in kw.items()}
-            run_fit(kind, path, model=kw.pop("model"), preset=kw.pop("preset"),
-                    model_flags={k: kw.pop(k) for k in _MODEL_FLAGS}, options=kw.pop("option"),
-                    train={k: v for k in _TRAIN_FLAGS if (v := kw.pop(k)) is not None}, out=kw.pop("out"),
-                    name=kw.pop("name"), config=kw.pop("config"), resume=kw.pop("resume"),
-                    progress=kw.pop("progress"), signal_options=signal_options)
+        def command(**kw: Any) -> None:
+            run_fit(kind, options_cls, kw, signal_flags=flags)
 
-        mine = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own.values()]
-        context = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
-        params = [context] + [p for p in mine if p.name == "path"] + shared + [p for p in mine if p.name != "path"]
         command.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in params}
         return command
@@ -118,51 +142,38 @@ def fitting_command(kind: str, target: Any) -> Callable[[Callable[..., dict[str,
     return deco
 
 
-def _given(ctx: typer.Context, name: str) -> bool:
-    """Whether option ``name`` was given (on the command line or by environment), not defaulted."""
-    source = ctx.get_parameter_source(name)  # click's ParameterSource (typer vendors click)
-    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+def _given(kw: dict[str, Any], names: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    return {k: kw[k] for k in names if kw.get(k) is not None}
 
 
-def run_fit(
-    kind: str,
-    source: Any,
-    *,
-    model: str | None,
-    preset: str | None,
-    model_flags: dict[str, Any],
-    options: list[str] | None,
-    train: dict[str, Any],
-    out: Path | None,
-    resume: Path | None,
-    progress: bool | None,
-    signal_options: dict[str, Any] | None = None,
-    name: str | None = None,
-    config: Path | None = None,
-) -> coordfit.FitResult:
-    """Build the configs from CLI flags, call :func:`coordfit.fit` (or resume), print a summary.
+def run_fit(kind: str, options_cls: type[SignalOptions], kw: dict[str, Any],
+            signal_flags: tuple[str, ...] = ()) -> coordfit.FitResult:
+    """Build the configs from the command's flags ``kw``, call :func:`coordfit.fit` (or
+    :func:`coordfit.resume`), print a summary. ``-o`` keys that name a field of
+    ``options_cls`` go to the signal, the others to the model."""
+    import coordfit
+    from coordfit.presets import resolve_preset
 
-    ``model_flags``: model options by flag (None: not given); ``train``: TrainConfig fields
-    (with ``config``: only those given, which override the config's).
-    """
+    options = parse_options(kw.get("option"))
+    signal_fields = {f.name for f in dataclasses.fields(options_cls)}
+    signal_options = {**_given(kw, signal_flags), **{k: v for k, v in options.items() if k in signal_fields}}
+    model_options = {**_given(kw, _MODEL_FLAGS), **{k: v for k, v in options.items() if k not in signal_fields}}
+    train = _given(kw, _TRAIN_FLAGS)
     first_run = False
     try:
-        if resume is not None:
-            if source is not None or out is not None or name is not None or config is not None:
-                raise CoordfitError("--resume takes the signal, folder and settings from the run; "
-                                    "drop PATH, --out, --name and --config")
-            result = coordfit.resume(resume, steps=train.get("steps"), time_budget=train.get("time_budget"),
-                                     target=train.get("target"), model=model, logger=train.get("logger"),
-                                     progress=progress)
+        if kw.get("resume") is not None:
+            _check_resume_flags(kw, signal_flags)
+            result = coordfit.resume(kw["resume"], model=kw.get("model"), progress=kw.get("progress"),
+                                     **_given(kw, [f for f in _RESUME_FLAGS if f in _TRAIN_FLAGS]))
         else:
-            model_options: dict[str, Any] = {}
-            model_options.update({k: v for k, v in model_flags.items() if v is not None})
-            model_options.update(parse_options(options))
-            spec = read_config_file(config) if config is not None else None
-            limits = resolve_preset(preset, kind=kind, model=model, train=train).train
+            from coordfit.runs import read_config_file
+
+            spec = read_config_file(kw["config"]) if kw.get("config") is not None else None
+            limits = resolve_preset(kw.get("preset"), kind=kind, model=kw.get("model"), train=train).train
             first_run = spec is None and limits.steps is None and limits.time_budget is None
-            result = coordfit.fit(source, model, kind=kind, preset=preset, train=train, out=out, name=name,
-                                  config=spec, progress=progress, signal_options=signal_options, **model_options)
+            result = coordfit.fit(kw.get("path"), kw.get("model"), kind=kind, preset=kw.get("preset"), train=train,
+                                  out=kw.get("out"), name=kw.get("name"), config=spec, progress=kw.get("progress"),
+                                  signal_options=signal_options, **model_options)
     except TrainingInterrupted as exc:
         err_console.print(f"{exc}; continue with: coordfit {kind} --resume {exc.run_dir}", markup=False)
         raise typer.Exit(130) from None
@@ -170,6 +181,20 @@ def run_fit(
     if first_run:
         print_next_steps(kind, result, limits.resolved().time_budget)
     return result
+
+
+def _check_resume_flags(kw: dict[str, Any], signal_flags: tuple[str, ...]) -> None:
+    """Refuse, in one line, flags that would make a resumed run differ from the run it continues."""
+    if any(kw.get(k) is not None for k in ("path", "out", "name", "config")):
+        raise CoordfitError("--resume takes the signal, folder and settings from the run; "
+                            "drop PATH, --out, --name and --config")
+    allowed = {*_RESUME_FLAGS, "resume", "model", "path", "out", "name", "config"}  # --model: checked against the run's
+    fixed = [k for k in (*(n for n, _, _ in SHARED), *signal_flags) if k not in allowed and kw.get(k) not in (None, [])]
+    if fixed:
+        flags = ", ".join("-o" if k == "option" else "--" + k.replace("_", "-") for k in fixed)
+        raise CoordfitError(f"--resume continues the run as it was set up; it cannot change {flags} "
+                            f"(only {', '.join('--' + f.replace('_', '-') for f in _RESUME_FLAGS)}): "
+                            "drop them, or start a new run")
 
 
 def print_next_steps(kind: str, result: coordfit.FitResult, budget: float) -> None:

@@ -3,31 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
-import coordfit
 from coordfit.errors import CoordfitError
+from coordfit.signals.options import ImageOptions
 
-from . import _fit as F
 from ._common import console, handle_errors
+from ._fit import Device, fitting_command
 from .main import app
 
 
 @app.command("image")
 @handle_errors
-@F.fitting_command("image", F.ImageTarget)
-def image_cmd(
-    path: Annotated[Optional[str], typer.Argument(help="Image file (PNG/JPEG/TIFF/BMP) or skimage:<name> (default: skimage:astronaut).", show_default=False)] = None,
-    alpha: Annotated[str, typer.Option("--alpha", help="RGBA/gray+alpha images: keep or drop the alpha channel.")] = "keep",
-) -> dict[str, Any]:
+@fitting_command("image", ImageOptions, flags=("alpha",),
+                 path_help="Image file (PNG/JPEG/TIFF/BMP) or skimage:<name> (default: skimage:astronaut).")
+def image_cmd() -> None:
     """Fit an image; writes reconstruction.png, metrics.json, model.safetensors, log.csv.
 
     With no flags it trains for a first result within a minute (on a CPU: 2000 steps or
     20 s) and says how to go further.
     """
-    return {"alpha": alpha}
 
 
 def _parse_size(size: str | None) -> tuple[int, ...] | None:
@@ -55,10 +52,12 @@ def render_cmd(
     orbit: Annotated[bool, typer.Option("--orbit", help="Views: an MP4 circling the scene (--frames, --fps, --size).")] = False,
     pose: Annotated[Optional[str], typer.Option("--pose", help="Views: a PNG from view N's camera or a JSON camera file (c2w/w2c/transform_matrix, fxfycxcy).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Output file (default: inside the run folder).")] = None,
-    device: F.Device = "auto",
+    device: Device = None,
 ) -> None:
     """Render a fitted run at any resolution (super-resolution), in memory-bounded chunks."""
-    run = coordfit.load(run_dir, device=device)
+    import coordfit
+
+    run = coordfit.load(run_dir, device=device or "auto")
     options = {"scale": scale, "size": _parse_size(size), "fps": fps, "frames": frames, "resolution": resolution,
                "orbit": orbit or None, "pose": pose}
     options = {k: v for k, v in options.items() if v is not None}

@@ -10,8 +10,9 @@ from typing import Any
 
 import torch
 
-from . import __version__
+from ._version import __version__
 from .checkpoint import load_train_state, load_weights, open_checkpoint
+from .defaults import RESUME_SETTINGS
 from .device import device_settings
 from .errors import CoordfitError
 from .grid import GridInfo
@@ -24,7 +25,7 @@ from .runs import RunSpec, check_signal, discard_if_unstarted, read_config_file,
 from .signals import Signal, load_signal, signal_class, signal_from_meta
 from .train import TrainConfig, Trainer
 
-__all__ = ["FitResult", "Run", "fit", "resume", "load", "render"]
+__all__ = ["FitResult", "Run", "fit", "resume", "load", "render", "RESUME_SETTINGS"]
 
 
 @dataclass
@@ -166,6 +167,7 @@ def resume(
     model: str | None = None,
     logger: str | None = None,
     progress: bool | None = None,
+    **settings: Any,
 ) -> FitResult:
     """Continue an interrupted or finished run in place.
 
@@ -174,6 +176,10 @@ def resume(
     (``steps`` alone: no time budget; ``time_budget`` alone: no step limit); passing
     neither keeps them, which continues an interrupted run and refuses a finished one.
     ``logger`` (``none``, ``tensorboard``) replaces the saved one from this session on.
+    ``settings`` may change where and how the run goes on (:data:`RESUME_SETTINGS`:
+    device, threads, compile, checkpoint_every), not what it computes: the model, the
+    signal, the learning rate, the batches, the seed and the precision stay the run's
+    (settings resolved for the first device, such as the batch, stay too).
 
     Everything is checked before anything in the folder is written: a refused resume
     leaves the run as it was.
@@ -195,6 +201,11 @@ def resume(
     new_limits = steps is not None or time_budget is not None
     if new_limits:
         train.steps, train.time_budget = steps, time_budget
+    unknown = sorted(set(settings) - set(RESUME_SETTINGS))
+    if unknown:
+        raise CoordfitError(f"a resume cannot change {', '.join(unknown)} (only steps, time_budget, target, "
+                            f"{', '.join(RESUME_SETTINGS)})")
+    train = dataclasses.replace(train, **{k: v for k, v in settings.items() if v is not None})
     if target is not None:
         train.target = target
     if logger is not None:
