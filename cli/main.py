@@ -4,6 +4,9 @@ Every error reaches the user the same way: one ``error:`` line on stderr and exi
 2 -- bad input from the commands (``_common.handle_errors``) and usage errors that the
 command-line parser finds itself (an unknown command or option, ``--steps abc``), which
 Typer would otherwise print as a multi-line box. Bare ``coordfit`` prints the help.
+
+Nothing heavy is imported until a command runs: ``coordfit --help``, ``coordfit image
+--help`` and ``coordfit --version`` do not load torch.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class _OneLineErrors(TyperGroup):
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        _show_brackets(self)
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
@@ -46,6 +50,23 @@ class _OneLineErrors(TyperGroup):
         except _ABORTS:
             code = _error_line("aborted", 1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _show_brackets(command: Any) -> None:
+    """Escape the help texts of ``command`` and its subcommands, once: rich reads ``[...]``
+    as markup and drops it, so ``[default: as saved]`` would vanish from ``--help``."""
+    from rich.markup import escape
+
+    if getattr(command, "_brackets_shown", False):
+        return
+    command._brackets_shown = True
+    for item in (command, *command.params):
+        for attr in ("help", "short_help", "epilog"):
+            text = getattr(item, attr, None)
+            if isinstance(text, str) and "\\[" not in text:  # a text escaped by its author is left alone
+                setattr(item, attr, escape(text))
+    for sub in getattr(command, "commands", {}).values():
+        _show_brackets(sub)
 
 
 def _error_line(message: str, code: int) -> int:
@@ -63,6 +84,22 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from coordfit import __version__
+
+        typer.echo(f"coordfit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", help="Print the version and exit.", is_eager=True,
+                                 callback=_print_version),
+) -> None:
+    pass  # the app's help is Typer(help=...) above; this callback only adds --version
 
 
 def _register() -> None:

@@ -76,8 +76,19 @@ def parse_split(spec: str, axes: Sequence[str]) -> list[tuple[int, ...]]:
     return branches
 
 
+_SPELLING = "xyzt"  # the order of axes within a branch as specs spell them: "xy+t", not "yx+t"
+
+
 def format_split(branches: Sequence[Sequence[int]], axes: Sequence[str]) -> str:
-    return "+".join("".join(axes[d] for d in b) for b in branches)
+    """The split spec of ``branches``, spelled as the specs are written (``xy+t``).
+
+    >>> format_split(parse_split("xy+t", ("t", "y", "x")), ("t", "y", "x"))
+    'xy+t'
+    """
+    def key(d: int) -> tuple[int, int]:
+        return (_SPELLING.find(axes[d]) % (len(_SPELLING) + 1), d)
+
+    return "+".join("".join(axes[d] for d in sorted(b, key=key)) for b in branches)
 
 
 def axis_coords(n: int, device: torch.device | str | None = None) -> torch.Tensor:

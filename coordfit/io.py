@@ -162,8 +162,9 @@ def read_json(path: str | Path, expect: type | None = None, keys: Iterable[str] 
     return data
 
 
-def ensure_empty_dir(path: str | Path) -> Path:
-    """Create ``path`` or accept it if empty; refuse a non-empty folder (never clobber)."""
+def ensure_empty_dir(path: str | Path, resumable: bool = True) -> Path:
+    """Create ``path`` or accept it if empty; refuse a non-empty folder (never clobber),
+    suggesting ``--resume`` where the command that asks (``resumable``) has one."""
     path = Path(path)
     if path.exists():
         if not path.is_dir():
@@ -173,9 +174,8 @@ def ensure_empty_dir(path: str | Path) -> Path:
             if (path / "config.json").is_file() and not checkpointed and not any(path.glob(".checkpoint-pending-*")):
                 raise CoordfitError(f"--out {path} holds a run killed before its first checkpoint (nothing to "
                                     "resume); remove the folder or choose a new one")
-            raise CoordfitError(
-                f"--out {path} is not empty; choose a new folder or use --resume {path}"
-            )
+            hint = f" or use --resume {path}" if resumable else ""
+            raise CoordfitError(f"--out {path} is not empty; choose a new folder{hint}")
     _mkdir(path, exist_ok=True)
     return path
 

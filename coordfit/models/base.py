@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..grid import GridInfo, parse_split
+from ..grid import GridInfo, format_split, parse_split
 from .layers import macs
 
 __all__ = ["CoordNet"]
@@ -36,7 +36,7 @@ class CoordNet(nn.Module):
 
     @property
     def split(self) -> str:
-        return "+".join("".join(self.info.axes[d] for d in b) for b in self.branches)
+        return format_split(self.branches, self.info.axes)
 
     def _set_split(self, spec: str | None) -> None:
         self.branches = parse_split(spec or self.info.default_split, self.info.axes)
