@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import re
@@ -16,7 +17,7 @@ import torch
 from coordfit.bench import (KindSettings, ModelSpec, SignalSpec, Suite, merge_reports, parse_shard, run_suite,
                             time_interleaved)
 from coordfit.bench.report import fmt
-from coordfit.bench.suite import build_suite, resolve_model_options, shard_signals, with_budgets
+from coordfit.bench.suite import build_suite, load_bench_signal, resolve_model_options, shard_signals, with_budgets
 from coordfit.errors import CoordfitError
 from conftest import smooth_image
 
@@ -279,3 +280,33 @@ def test_cli_report_and_merge(reports, runner, tmp_path):
     assert res.exit_code == 2
     res = runner.invoke(app, ["report", "--help"])
     assert res.exit_code == 0 and "merge" in res.output and "--shard" in re.sub(r"\x1b\[[0-9;]*m", "", res.output)
+
+
+def test_bench_signals_reload_from_their_recorded_source(tmp_path):
+    from coordfit.signals import signal_from_meta
+
+    spec = SignalSpec("image-a", "image", str(tmp_path / "a.png"), size=12)
+    import imageio.v3 as iio
+
+    iio.imwrite(spec.source, (smooth_image(24, 32, 3) * 255).round().astype(np.uint8))
+    signal = load_bench_signal(spec)
+    assert signal.shape == (9, 12) and signal.meta()["options"] == {"alpha": "keep", "size": 12}
+    again = signal_from_meta(signal.meta())  # what --resume of one of its runs reads
+    assert again.shape == signal.shape and torch.equal(again.values, signal.values)
+
+
+def test_a_typo_in_the_suite_options_stops_the_run(tmp_path):
+    suite = dataclasses.replace(tiny_suite(tmp_path), models=(ModelSpec("coordx", "coordx", {"rnak": 2}),))
+    with pytest.raises(CoordfitError, match="no option 'rnak'"):
+        run_suite(suite, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_width_goes_to_mlps_and_grid_models_keep_theirs():
+    from coordfit.grid import GridInfo
+    from coordfit.models import list_models, model_entry
+
+    info = GridInfo(("y", "x"), (16, 16), 3, "x+y")
+    for name in list_models():
+        opts = resolve_model_options(ModelSpec(name, name), info, 48)
+        assert ("width" in opts) == (not model_entry(name).grid), name

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..errors import CoordfitError
 from ..io import atomic_write, ensure_empty_dir, read_json, write_json
 from .suite import PROTOCOLS, Suite
@@ -22,6 +22,7 @@ from .suite import PROTOCOLS, Suite
 __all__ = ["collect_results", "summarize", "write_report", "merge_reports", "PAPER_SPEEDUP"]
 
 PAPER_SPEEDUP = 2.92  # CoordX abstract: "up to 2.92x" faster than the baseline MLP
+PAPER_MODEL = "coordx"  # the registered model the paper's figure is quoted beside (every variant of it)
 BASELINE = "siren"
 
 
@@ -119,6 +120,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     for s in results["signals"]:
         kind = next(f["kind"] for f in results["fits"].values() if f["signal"] == s)
         by_kind.setdefault(kind, []).append(s)
+    registered = {m["label"]: m["model"] for m in suite["models"]}  # report label -> registry name
     summary: dict[str, Any] = {}
     for kind, signals in by_kind.items():
         ks = suite["kinds"][kind]
@@ -145,7 +147,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                 f"{sum(r['reached'] for r in reached)}/{len(reached)}",
                 _geomean([a for a, _ in sp]),
                 _geomean([b for _, b in sp]),
-                f"up to {PAPER_SPEEDUP}x" if model.startswith("coordx") else None,
+                f"up to {PAPER_SPEEDUP}x" if registered.get(model) == PAPER_MODEL else None,
             ])
         summary[kind] = {"signals": signals, "columns": columns, "rows": rows}
     return summary
@@ -289,7 +291,7 @@ def merge_reports(dirs: list[str | Path], out: str | Path) -> Path:
             raise CoordfitError(f"{Path(d) / 'suite.json'}: {exc}") from None
         if m["suite"] != suite:
             raise CoordfitError(f"{d} holds another suite than {dirs[0]}; only shards of one suite merge")
-    out = ensure_empty_dir(out)
+    out = ensure_empty_dir(out, resumable=False)  # merge has no --resume
     shards = [s for m in metas for s in m.get("shards", [m.get("shard", [1, 1])])]
     for sub in ("items", "thumbs"):
         (out / sub).mkdir()

@@ -18,8 +18,6 @@ import csv
 import math
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +25,11 @@ import numpy as np
 import torch
 
 from .._version import __version__
-from ..device import resolve_device
+from ..device import device_settings, resolve_device
 from ..errors import CoordfitError
 from ..grid import axis_coords, evaluate_grid
 from ..io import ensure_empty_dir, read_json, write_json
-from ..models import create_model
+from ..models import create_model, model_entry
 from ..progress import Progress
 from ..train import TrainConfig, Trainer
 from .suite import PROTOCOLS, ModelSpec, SignalSpec, Suite, load_bench_signal, resolve_model_options, shard_signals
@@ -95,7 +93,7 @@ def _clean(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fit_item(spec: SignalSpec, signal: Any, mspec: ModelSpec, options: dict[str, Any], protocol: str,
-              suite: Suite, out: Path, device: torch.device) -> dict[str, Any]:
+              suite: Suite, out: Path, device: torch.device, threads: int | None) -> dict[str, Any]:
     import coordfit
 
     ks = suite.settings(spec.kind)
@@ -106,7 +104,7 @@ def _fit_item(spec: SignalSpec, signal: Any, mspec: ModelSpec, options: dict[str
         steps=ks.steps if protocol == "equal_steps" else 10**9,
         time_budget=None if protocol == "equal_steps" else ks.seconds,
         grid_batch=ks.grid_batch, batch_points=ks.batch_points, log_every=1, checkpoint_every=0,
-        seed=suite.seed, device=str(device),
+        seed=suite.seed, device=str(device), threads=threads,
     )
     result = coordfit.fit(signal, mspec.model, train=train, out=run_dir, progress=False, **options)
     curve = _read_curve(run_dir / "log.csv", signal.quality_name)
@@ -214,17 +212,6 @@ class _Units:
         self.bar.update(self.done, time.perf_counter() - self.t0, now=self.what)
 
 
-@contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def run_suite(suite: Suite, out: str | Path, shard: tuple[int, int] = (1, 1), resume: bool = False,
               progress: bool | None = None, threads: int | None = None) -> Path:
     """Measure every signal of shard ``I/N`` of ``suite`` into ``out``, then write the report.
@@ -235,19 +222,22 @@ def run_suite(suite: Suite, out: str | Path, shard: tuple[int, int] = (1, 1), re
 
     out = Path(out)
     device = resolve_device(suite.device)
+    for mspec in suite.models:  # a typo in the suite's model options stops here, not as a failed row per signal
+        model_entry(mspec.model).make_config(**mspec.options)
     prepare_out(out, suite, shard, resume)
     signals = shard_signals(suite, shard)
     if not signals:
         raise CoordfitError(f"shard {shard[0]}/{shard[1]} holds no signals (the suite has {len(suite.signals)})")
     units = len(signals) * (len(suite.models) * len(PROTOCOLS) + 1)
-    with _threads(threads), Progress("report", steps=units, enabled=progress, unit="item") as bar:
+    with device_settings(device, "fp32", threads), Progress("report", steps=units, enabled=progress, unit="item") as bar:
         counter = _Units(bar)
         for spec in signals:
-            _run_signal(spec, suite, out, device, counter)
+            _run_signal(spec, suite, out, device, threads, counter)
     return write_report(out)
 
 
-def _run_signal(spec: SignalSpec, suite: Suite, out: Path, device: torch.device, bar: _Units) -> None:
+def _run_signal(spec: SignalSpec, suite: Suite, out: Path, device: torch.device, threads: int | None,
+                bar: _Units) -> None:
     signal = None
     fitted: dict[str, tuple[dict[str, Any], Path]] = {}
     ks = suite.settings(spec.kind)
@@ -261,7 +251,7 @@ def _run_signal(spec: SignalSpec, suite: Suite, out: Path, device: torch.device,
                 t0 = time.perf_counter()
                 try:
                     options = resolve_model_options(mspec, signal.info, ks.width)
-                    item = _fit_item(spec, signal, mspec, options, protocol, suite, out, device)
+                    item = _fit_item(spec, signal, mspec, options, protocol, suite, out, device, threads)
                 except CoordfitError as exc:  # a model that cannot take this signal: recorded, not fatal
                     item = {"signal": spec.id, "kind": spec.kind, "model": mspec.label, "protocol": protocol,
                             "error": str(exc)}

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from ..errors import CoordfitError
 from ..grid import GridInfo
-from ..models import create_model, list_models, make_config
+from ..models import create_model, list_models, model_entry
 
 __all__ = [
     "KindSettings", "ModelSpec", "SignalSpec", "Suite", "SuiteName", "PROTOCOLS",
@@ -33,7 +33,6 @@ __all__ = [
 SuiteName = Literal["quick", "standard", "full"]
 SUITES: tuple[str, ...] = ("quick", "standard", "full")
 PROTOCOLS: tuple[str, ...] = ("equal_steps", "equal_time")
-_MLPS = ("siren", "pe-mlp", "coordx")  # models with named settings below
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,8 @@ def default_models() -> tuple[ModelSpec, ...]:
         ModelSpec("coordx-full", "coordx", {"full_split": True, "rank": 16}, match="width"),
         ModelSpec("coordx-r2", "coordx", {"rank": 2}, match="width"),
     ]
-    specs += [ModelSpec(name, name) for name in list_models() if name not in _MLPS]
+    named = {s.model for s in specs}
+    specs += [ModelSpec(name, name) for name in list_models() if name not in named]
     return tuple(specs)
 
 
@@ -212,22 +212,12 @@ def shard_signals(suite: Suite, shard: tuple[int, int]) -> list[SignalSpec]:
 
 
 def load_bench_signal(spec: SignalSpec):
-    """Read the signal of ``spec`` (images resized to ``spec.size`` when set)."""
+    """Read the signal of ``spec`` (images resized to ``spec.size`` when set): through the
+    kind's loader, so its run folders record a source that ``--resume`` reloads."""
     from ..signals import load_signal
 
-    if spec.kind == "image" and spec.size:
-        import numpy as np
-        from skimage.transform import resize
-
-        from ..signals.image import ImageSignal, read_image
-
-        pixels, depth = read_image(spec.source or "skimage:astronaut")
-        h, w = pixels.shape[:2]
-        scale = spec.size / max(h, w)
-        shape = (max(2, round(h * scale)), max(2, round(w * scale)), pixels.shape[2])
-        small = resize(pixels, shape, anti_aliasing=True, preserve_range=True).astype(np.float32)
-        return ImageSignal(small, source=f"{spec.source}@{spec.size}", bit_depth=8)
-    return load_signal(spec.kind, spec.source, **spec.options)
+    options = {**spec.options, **({"size": spec.size} if spec.kind == "image" and spec.size else {})}
+    return load_signal(spec.kind, spec.source, **options)
 
 
 def _params(model: str, info: GridInfo, options: dict[str, Any]) -> int:
@@ -237,9 +227,9 @@ def _params(model: str, info: GridInfo, options: dict[str, Any]) -> int:
 def resolve_model_options(spec: ModelSpec, info: GridInfo, width: int) -> dict[str, Any]:
     """The options ``spec`` runs with on a signal ``info``: the suite width (MLPs), and the
     ``match`` option tuned so the parameter count is the closest to SIREN's."""
-    fields = {f.name for f in dataclasses.fields(make_config(spec.model).__class__)}
+    fields = {f.name for f in dataclasses.fields(model_entry(spec.model).config_cls)}
     options = dict(spec.options)
-    if spec.model in _MLPS and "width" not in options:  # grid models keep their own MLP width
+    if not model_entry(spec.model).grid and "width" in fields and "width" not in options:  # grid models keep their own MLP width
         options["width"] = width
     if spec.match is None or spec.match not in fields:
         return options

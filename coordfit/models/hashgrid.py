@@ -51,6 +51,7 @@ class HashGridConfig(GridSpec):
     config=HashGridConfig,
     lr=1e-2,
     adam={"betas": (0.9, 0.99), "eps": 1e-15},
+    grid=True,
 )
 class HashGrid(CoordNet):
     def __init__(self, config: HashGridConfig, info: GridInfo) -> None:

@@ -24,6 +24,7 @@ class ModelEntry(Component):
     lr: float = 1e-4  # default Adam learning rate
     adam: dict[str, Any] = field(default_factory=dict)  # extra Adam kwargs (betas, eps)
     splittable: bool = False  # takes a split spec (CoordX-style)
+    grid: bool = False  # a feature-grid model: its MLP is a small decoder with a width of its own
 
 
 MODELS: Registry[ModelEntry] = Registry("model")
@@ -37,6 +38,7 @@ def register_model(
     lr: float,
     adam: dict[str, Any] | None = None,
     splittable: bool = False,
+    grid: bool = False,
 ) -> Callable[[type], type]:
     """Class decorator: ``@register_model("siren", description=..., config=SirenConfig, lr=1e-4)``.
 
@@ -44,7 +46,7 @@ def register_model(
     """
 
     def deco(cls: type) -> type:
-        MODELS.add(name, ModelEntry(name, description, config, cls, lr, dict(adam or {}), splittable))
+        MODELS.add(name, ModelEntry(name, description, config, cls, lr, dict(adam or {}), splittable, grid))
         cls.registry_name = name  # type: ignore[attr-defined]
         return cls
 

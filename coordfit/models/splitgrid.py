@@ -52,6 +52,7 @@ class SplitGridConfig(GridSpec):
     lr=1e-2,
     adam={"betas": (0.9, 0.99), "eps": 1e-15},
     splittable=True,
+    grid=True,
 )
 class SplitGrid(SplitNet):
     def __init__(self, config: SplitGridConfig, info: GridInfo) -> None:

@@ -194,6 +194,16 @@ def _physical_memory() -> int | None:
         return None
 
 
+def _fit_size(pixels: np.ndarray, size: int) -> np.ndarray:
+    """``pixels [H, W, C]`` resized (anti-aliased) so that the longer side is ``size``."""
+    from skimage.transform import resize
+
+    h, w = pixels.shape[:2]
+    scale = size / max(h, w)
+    shape = (max(2, round(h * scale)), max(2, round(w * scale)), pixels.shape[2])
+    return resize(pixels, shape, anti_aliasing=True, preserve_range=True).astype(np.float32)
+
+
 @register_signal("image")
 class ImageSignal(GridSignal):
     """An image on axes ``(y, x)``; values are the pixels mapped to [-1, 1]."""
@@ -207,6 +217,7 @@ class ImageSignal(GridSignal):
         self.source = source
         self.bit_depth = bit_depth
         self.alpha = alpha
+        self.size: int | None = None  # the longer side it was resized to on loading (ImageOptions.size)
         self.pixels01 = np.ascontiguousarray(pixels01, dtype=np.float32)  # [H, W, C] on [0, 1]
         self.axes = ("y", "x")
         self.shape = tuple(self.pixels01.shape[:2])
@@ -217,20 +228,24 @@ class ImageSignal(GridSignal):
     def load(cls, source: str | Path | None = None, **options: Any) -> ImageSignal:
         """Read ``source`` (a path or ``skimage:<name>``; default: the astronaut photo);
         ``options``: :class:`~coordfit.signals.options.ImageOptions`."""
-        alpha = cls.read_options(options).alpha
+        opts = cls.read_options(options)
         source = str(source) if source is not None else DEFAULT_IMAGE
         pixels, depth = read_image(source)
-        if alpha == "drop" and pixels.shape[-1] in (2, 4):
+        if opts.alpha == "drop" and pixels.shape[-1] in (2, 4):
             pixels = pixels[..., :-1]
+        if opts.size is not None:
+            pixels = _fit_size(pixels, opts.size)
         if not source.startswith("skimage:"):
             source = str(Path(source).resolve())
-        return cls(pixels, source=source, bit_depth=depth, alpha=alpha)
+        signal = cls(pixels, source=source, bit_depth=depth, alpha=opts.alpha)
+        signal.size = opts.size
+        return signal
 
     def meta(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "source": self.source,
-            "options": {"alpha": self.alpha},
+            "options": {"alpha": self.alpha, **({"size": self.size} if self.size is not None else {})},
             "shape": list(self.shape),
             "channels": self.out_features,
             "bit_depth": self.bit_depth,

@@ -34,6 +34,12 @@ class SignalOptions(Config):
 @dataclass
 class ImageOptions(SignalOptions):
     alpha: Literal["keep", "drop"] = "keep"  # RGBA or gray+alpha images: keep or drop the alpha channel
+    size: int | None = None  # resize so that the longer side is this many pixels (default: as read)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.size is not None and not 2 <= self.size <= 65536:
+            raise CoordfitError(f"size must be in [2, 65536], got {self.size}")
 
 
 @dataclass
