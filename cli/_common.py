@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -101,7 +100,3 @@ def _finite_or_text(value: Any) -> bool:
         except ValueError:
             return True
     return not isinstance(value, float) or math.isfinite(value)
-
-
-def is_tty() -> bool:
-    return sys.stdout.isatty()

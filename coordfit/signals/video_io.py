@@ -24,7 +24,6 @@ from .options import VideoOptions
 
 __all__ = ["VideoOptions", "Clip", "read_clip", "write_mp4", "builtin_frames", "BUILTIN_PREFIX"]
 
-CONTAINER_EXTS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".gif")
 FRAME_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_CLIPS = ("waves",)
