@@ -1,5 +1,6 @@
 """What each device runs best with, as plain data: the table :mod:`coordfit.device`
-applies (its docstring has the table and docs/performance.md the measurements).
+applies (its docstring has the table and docs/performance.md the measurements); and
+where the files coordfit ships (:func:`asset_path`) are found.
 
 This module imports nothing heavy, so the CLI can state these defaults in its help
 without importing torch.
@@ -8,9 +9,10 @@ without importing torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
-__all__ = ["DeviceName", "Precision", "PRECISIONS", "DeviceDefaults", "DEFAULTS", "DEFAULT_STEPS", "RESUME_SETTINGS"]
+__all__ = ["DeviceName", "Precision", "PRECISIONS", "DeviceDefaults", "DEFAULTS", "DEFAULT_STEPS", "RESUME_SETTINGS", "asset_path"]
 
 DEFAULT_STEPS = 2000  # steps of a run that names neither steps nor a time budget (with the device's budget)
 # TrainConfig fields a resume may change besides its limits: where and how it trains, not what it computes.
@@ -40,3 +42,11 @@ DEFAULTS: dict[str, DeviceDefaults] = {
     "cuda": DeviceDefaults(batch=1 << 18, precision="fp32", threads=None, first_run_seconds=30.0),
     "mps": DeviceDefaults(batch=1 << 16, precision="fp32", threads=None, first_run_seconds=20.0),
 }
+
+
+def asset_path(*parts: str) -> Path:
+    """A file shipped in the repository's top-level ``assets/``: installed as
+    ``coordfit/assets/`` by a wheel, read from the source tree by an editable install."""
+    here = Path(__file__).resolve().parent
+    root = here / "assets" if (here / "assets").is_dir() else here.parent / "assets"
+    return root.joinpath(*parts)

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from ..checkpoint import load_weights, open_checkpoint, save_weights, weights_metadata
+from ..defaults import asset_path
 from ..errors import CoordfitError
 from ..io import read_json, write_json
 from ..registry import Component, Registry
@@ -19,7 +20,7 @@ from .lvsm import LVSM
 
 __all__ = ["MODELS", "register_model", "list_models", "create_model", "save_model", "load_model", "SHIPPED_CHECKPOINT"]
 
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "nvs" / "efficient-lvsm-32px.safetensors"
+SHIPPED_CHECKPOINT = asset_path("nvs", "efficient-lvsm-32px.safetensors")
 """The small Efficient-LVSM trained by ``coordfit nvs train`` on procedural 32 px scenes."""
 
 
