@@ -210,8 +210,8 @@ def _coerce_tuple(value: Any, args: tuple[Any, ...], key: str, owner: str) -> tu
         except CoordfitError:
             pass
     what = "whole numbers" if all(a is int for a in args) else "numbers"
-    raise CoordfitError(f"{owner} option {key}={value!r} must be {len(args)} {what} joined by x, "
-                        f"e.g. {'x'.join(['320', '136', '3'][:len(args)])}")
+    raise CoordfitError(f"--{_flag(key)} ({owner} option {key}) must be {len(args)} {what} joined by x, "
+                        f"e.g. {'x'.join(['320', '136', '3'][:len(args)])}, got {value!r}")
 
 
 def read_field(cls: type, name: str, value: Any, owner: str | None = None) -> Any:

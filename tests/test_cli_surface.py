@@ -72,7 +72,7 @@ def test_dash_o_reaches_signal_options_and_model_options(runner, tmp_path: Path)
     assert cfg["signal"]["options"] == {"max_frames": 2, "resize": [8, 6]}
     assert cfg["signal"]["shape"][0] == 2 and cfg["model_config"]["fusion"] == "sum"
     res = runner.invoke(app, ["video", "-o", "resize=big", "--out", str(tmp_path / "w"), *FAST])
-    assert res.exit_code == 2 and "resize='big' must be 2 whole numbers" in res.stderr
+    assert res.exit_code == 2 and "--resize (video signal option resize) must be 2 whole numbers" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 
 
