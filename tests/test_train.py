@@ -51,7 +51,7 @@ def test_training_lowers_the_loss(signal) -> None:
 def test_time_budget_and_target_stop_early(signal) -> None:
     r = coordfit.fit(signal, "coordx", train=TrainConfig(steps=10**6, time_budget=0.5), save=False, progress=False, width=16)
     assert r.metrics["stopped_by"] == "time_budget"
-    assert 0.5 <= r.metrics["train_seconds"] < 5
+    assert r.metrics["train_seconds"] >= 0.5 and r.metrics["steps"] < 10**6  # the budget stopped it, not the steps
     r = coordfit.fit(signal, "pe-mlp", train=TrainConfig(steps=10**6, target=25.0), save=False, progress=False, width=32)
     assert r.metrics["stopped_by"] == "target"
     assert r.metrics["final_batch_psnr"] >= 25.0
