@@ -135,6 +135,9 @@ def fitting_command(kind: str, options_cls: type[SignalOptions], path_help: str,
         def command(**kw: Any) -> None:
             run_fit(kind, options_cls, kw, signal_flags=flags)
 
+        others = [f.name for f in dataclasses.fields(options_cls) if f.name not in flags]
+        if others:  # the signal options without a flag of their own, so -o can be found
+            command.__doc__ = f"{inspect.cleandoc(func.__doc__ or '')}\n\nMore {kind} options (-o KEY=VALUE): {', '.join(others)}."
         command.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in params}
         return command
@@ -149,15 +152,14 @@ def _given(kw: dict[str, Any], names: tuple[str, ...] | list[str]) -> dict[str, 
 def run_fit(kind: str, options_cls: type[SignalOptions], kw: dict[str, Any],
             signal_flags: tuple[str, ...] = ()) -> coordfit.FitResult:
     """Build the configs from the command's flags ``kw``, call :func:`coordfit.fit` (or
-    :func:`coordfit.resume`), print a summary. ``-o`` keys that name a field of
-    ``options_cls`` go to the signal, the others to the model."""
+    :func:`coordfit.resume`), print a summary. An ``-o`` key goes to the model when the
+    model has that option (``seed`` of a Fourier encoding), else to the signal when
+    ``options_cls`` has it; what neither takes is refused by the model's config."""
     import coordfit
+    from coordfit.models import model_entry
     from coordfit.presets import resolve_preset
+    from coordfit.runs import read_config_file
 
-    options = parse_options(kw.get("option"))
-    signal_fields = {f.name for f in dataclasses.fields(options_cls)}
-    signal_options = {**_given(kw, signal_flags), **{k: v for k, v in options.items() if k in signal_fields}}
-    model_options = {**_given(kw, _MODEL_FLAGS), **{k: v for k, v in options.items() if k not in signal_fields}}
     train = _given(kw, _TRAIN_FLAGS)
     first_run = False
     try:
@@ -166,11 +168,14 @@ def run_fit(kind: str, options_cls: type[SignalOptions], kw: dict[str, Any],
             result = coordfit.resume(kw["resume"], model=kw.get("model"), progress=kw.get("progress"),
                                      **_given(kw, [f for f in _RESUME_FLAGS if f in _TRAIN_FLAGS]))
         else:
-            from coordfit.runs import read_config_file
-
             spec = read_config_file(kw["config"]) if kw.get("config") is not None else None
-            limits = resolve_preset(kw.get("preset"), kind=kind, model=kw.get("model"), train=train).train
-            first_run = spec is None and limits.steps is None and limits.time_budget is None
+            choice = resolve_preset(kw.get("preset"), kind=kind, model=kw.get("model"), train=train)
+            options = parse_options(kw.get("option"))
+            model_fields = {f.name for f in dataclasses.fields(model_entry(choice.model).config_cls)}
+            to_signal = {f.name for f in dataclasses.fields(options_cls)} - model_fields
+            signal_options = {**_given(kw, signal_flags), **{k: v for k, v in options.items() if k in to_signal}}
+            model_options = {**_given(kw, _MODEL_FLAGS), **{k: v for k, v in options.items() if k not in to_signal}}
+            first_run = spec is None and choice.train.steps is None and choice.train.time_budget is None
             result = coordfit.fit(kw.get("path"), kw.get("model"), kind=kind, preset=kw.get("preset"), train=train,
                                   out=kw.get("out"), name=kw.get("name"), config=spec, progress=kw.get("progress"),
                                   signal_options=signal_options, **model_options)
@@ -179,7 +184,7 @@ def run_fit(kind: str, options_cls: type[SignalOptions], kw: dict[str, Any],
         raise typer.Exit(130) from None
     print_summary(result)
     if first_run:
-        print_next_steps(kind, result, limits.resolved().time_budget)
+        print_next_steps(kind, result, choice.train.resolved().time_budget)
     return result
 
 

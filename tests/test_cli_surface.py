@@ -76,6 +76,16 @@ def test_dash_o_reaches_signal_options_and_model_options(runner, tmp_path: Path)
     assert len(res.stderr.strip().splitlines()) == 1
 
 
+def test_dash_o_goes_to_the_model_where_both_take_the_key(runner, tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    res = runner.invoke(app, ["shape", "--label-resolution", "16", "--resolution", "16", "--eval-points", "100",
+                              "-o", "seed=3", "-o", "margin=0.1", "--out", str(out), *FAST])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model_config"]["seed"] == 3  # coordx's Fourier seed, as before signal options took -o
+    assert cfg["signal"]["options"]["margin"] == 0.1 and cfg["signal"]["options"]["seed"] == 0
+
+
 @pytest.mark.parametrize("args,named", [
     (["--width", "16"], "--width"),
     (["--lr", "0.01"], "--lr"),
