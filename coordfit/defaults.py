@@ -48,5 +48,5 @@ def asset_path(*parts: str) -> Path:
     """A file shipped in the repository's top-level ``assets/``: installed as
     ``coordfit/assets/`` by a wheel, read from the source tree by an editable install."""
     here = Path(__file__).resolve().parent
-    root = here / "assets" if (here / "assets").is_dir() else here.parent / "assets"
-    return root.joinpath(*parts)
+    installed = here.joinpath("assets", *parts)
+    return installed if installed.exists() else here.parent.joinpath("assets", *parts)
