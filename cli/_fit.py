@@ -39,55 +39,55 @@ def _opt(*names: str, help: str, tp: Any = Optional[str]) -> Any:  # noqa: A002
     return Annotated[tp, typer.Option(*names, help=help, show_default=False)]
 
 
-# Each shared flag: its parameter name, its type with the flag and help, its default. A
-# default of None means "not given": the library's default applies, and --resume can
-# tell a flag given from one left alone.
+# Each shared flag: its parameter name -> its type with the flag and help. Every default
+# is None, "not given": the library's default applies (the help states it), and --resume
+# can tell a flag given from one left alone.
 Device = _opt("--device", help="auto, cpu, cuda or mps (default: auto).")
-SHARED: list[tuple[str, Any, Any]] = [
-    ("model", _opt("--model", "-m", help="Model from `coordfit models` (default: coordx)."), None),
-    ("preset", _opt("--preset", "-p", help="Named preset from `coordfit presets`."), None),
-    ("split", _opt("--split", "-s", help="Split spec for split models, e.g. x+y, xy+t, x+y+z."), None),
-    ("width", _opt("--width", tp=Optional[int], help="Hidden width (model default: see `coordfit models -v`; "
-                   "256 for coordx, siren and pe-mlp, 64 for hashgrid)."), None),
-    ("layers", _opt("--layers", tp=Optional[int], help="Linear layers in total (model default)."), None),
-    ("rank", _opt("--rank", tp=Optional[int], help="CoordX feature expansion R."), None),
-    ("option", _opt("--option", "-o", tp=Optional[list[str]], help="Any model or signal option as KEY=VALUE "
-                    "(repeatable), e.g. -o fusion=sum."), None),
-    ("steps", _opt("--steps", "-n", tp=Optional[int], help=f"Maximum training steps. With neither --steps nor "
-                   f"--time-budget: {DEFAULT_STEPS} steps or {_CPU.first_run_seconds:g} s, whichever comes first."), None),
-    ("time_budget", _opt("--time-budget", "-t", tp=Optional[float],
-                         help="Stop after this many seconds of training (on --resume: seconds more)."), None),
-    ("target", None, None),  # per kind: see _target
-    ("lr", _opt("--lr", tp=Optional[float], help="Adam learning rate (model default)."), None),
-    ("grid_batch", _opt("--grid-batch", tp=Optional[int], help=f"Split models: points per step in the sampled "
-                        f"sub-grid (default: {_CPU.batch:,} on CPUs; on CUDA the whole grid up to {_CUDA.batch:,})."), None),
-    ("batch_points", _opt("--batch-points", tp=Optional[int], help=f"Unsplit models: random points per step "
-                          f"(default: {_CPU.batch:,} on CPUs; on CUDA the whole grid up to {_CUDA.batch:,})."), None),
-    ("seed", _opt("--seed", tp=Optional[int], help="Random seed (model init and sampling) (default: 0)."), None),
-    ("device", Device, None),
-    ("precision", _opt("--precision", help="auto (the device's default: fp32), fp32, tf32 (TF32 matmuls on "
-                       "CUDA, fp32 elsewhere) or bf16 (autocast)."), None),
-    ("compile", _opt("--compile/--no-compile", tp=Optional[bool],
-                     help="torch.compile the model (falls back to eager with one warning) (default: off)."), None),
-    ("threads", _opt("--threads", tp=Optional[int],
-                     help=f"torch CPU threads (default: {_CPU.threads} on CPUs, torch's own with a GPU)."), None),
-    ("out", _opt("--out", tp=Optional[Path], help="Run folder (must be new or empty) (default: "
-                 "runs/<kind>/<model>/<input>-<time>/)."), None),
-    ("name", _opt("--name", help="Name the run folder runs/<kind>/<model>/NAME/ (a taken name gets -2, -3...)."), None),
-    ("config", _opt("--config", tp=Optional[Path], help="Start from a run's config.json (or its folder) or a "
-                    "JSON/YAML file; flags given override it."), None),
-    ("resume", _opt("--resume", tp=Optional[Path], help="Continue the run in this folder (--steps: the new "
-                    "total; --time-budget: seconds more). Flags that would change the run are refused."), None),
-    ("checkpoint_every", _opt("--checkpoint-every", tp=Optional[int],
-                              help="Steps between checkpoints (0: end and Ctrl-C only) (default: 500)."), None),
-    ("logger", _opt("--logger", help="none or tensorboard: tensorboard also writes the log rows to "
-                    "<run>/tensorboard/ (log.csv and curves.png are always written; default: none; on --resume: "
-                    "from then on)."), None),
-    ("backend", _opt("--backend", help="Grid models: torch, or tcnn (tinycudann on CUDA; falls back to torch "
-                     "with a warning)."), None),
-    ("progress", _opt("--progress/--no-progress", tp=Optional[bool], help="Progress: a bar on a terminal, a line "
-                      "every few seconds elsewhere (default: on)."), None),
-]
+SHARED: dict[str, Any] = {
+    "model": _opt("--model", "-m", help="Model from `coordfit models` (default: coordx)."),
+    "preset": _opt("--preset", "-p", help="Named preset from `coordfit presets`."),
+    "split": _opt("--split", "-s", help="Split spec for split models, e.g. x+y, xy+t, x+y+z."),
+    "width": _opt("--width", tp=Optional[int], help="Hidden width (model default: see `coordfit models -v`; "
+                  "256 for coordx, siren and pe-mlp, 64 for hashgrid, 16 for splitgrid)."),
+    "layers": _opt("--layers", tp=Optional[int], help="Linear layers in total (model default)."),
+    "rank": _opt("--rank", tp=Optional[int], help="CoordX feature expansion R."),
+    "option": _opt("--option", "-o", tp=Optional[list[str]], help="Any model or signal option as KEY=VALUE "
+                   "(repeatable), e.g. -o fusion=sum."),
+    "steps": _opt("--steps", "-n", tp=Optional[int], help=f"Maximum training steps. With neither --steps nor "
+                  f"--time-budget: {DEFAULT_STEPS} steps or {_CPU.first_run_seconds:g} s, whichever comes first."),
+    "time_budget": _opt("--time-budget", "-t", tp=Optional[float],
+                        help="Stop after this many seconds of training (on --resume: seconds more)."),
+    "target": None,  # per kind: see _target
+    "lr": _opt("--lr", tp=Optional[float], help="Adam learning rate (model default)."),
+    "grid_batch": _opt("--grid-batch", tp=Optional[int], help=f"Split models: points per step in the sampled "
+                       f"sub-grid (default: {_CPU.batch:,} on CPUs; on CUDA the whole grid up to {_CUDA.batch:,})."),
+    "batch_points": _opt("--batch-points", tp=Optional[int], help=f"Unsplit models: random points per step "
+                         f"(default: {_CPU.batch:,} on CPUs; on CUDA the whole grid up to {_CUDA.batch:,})."),
+    "seed": _opt("--seed", tp=Optional[int], help="Random seed (model init and sampling) (default: 0)."),
+                 "device": Device,
+    "precision": _opt("--precision", help="auto (the device's default: fp32), fp32, tf32 (TF32 matmuls on "
+                      "CUDA, fp32 elsewhere) or bf16 (autocast)."),
+    "compile": _opt("--compile/--no-compile", tp=Optional[bool],
+                    help="torch.compile the model (falls back to eager with one warning) (default: off)."),
+    "threads": _opt("--threads", tp=Optional[int],
+                    help=f"torch CPU threads (default: {_CPU.threads} on CPUs, torch's own with a GPU)."),
+    "out": _opt("--out", tp=Optional[Path], help="Run folder (must be new or empty) (default: "
+                "runs/<kind>/<model>/<input>-<time>/)."),
+    "name": _opt("--name", help="Name the run folder runs/<kind>/<model>/NAME/ (a taken name gets -2, -3...)."),
+    "config": _opt("--config", tp=Optional[Path], help="Start from a run's config.json (or its folder) or a "
+                   "JSON/YAML file; flags given override it."),
+    "resume": _opt("--resume", tp=Optional[Path], help="Continue the run in this folder (--steps: the new "
+                   "total; --time-budget: seconds more). Flags that would change the run are refused."),
+    "checkpoint_every": _opt("--checkpoint-every", tp=Optional[int],
+                             help="Steps between checkpoints (0: end and Ctrl-C only) (default: 500)."),
+    "logger": _opt("--logger", help="none or tensorboard: tensorboard also writes the log rows to "
+                   "<run>/tensorboard/ (log.csv and curves.png are always written; default: none; on --resume: "
+                   "from then on)."),
+    "backend": _opt("--backend", help="Grid models: torch, or tcnn (tinycudann on CUDA; falls back to torch "
+                    "with a warning)."),
+    "progress": _opt("--progress/--no-progress", tp=Optional[bool], help="Progress: a bar on a terminal, a line "
+                     "every few seconds elsewhere (default: on)."),
+}
 _MODEL_FLAGS = ("split", "width", "layers", "rank", "backend")
 _TRAIN_FLAGS = ("steps", "time_budget", "target", "lr", "grid_batch", "batch_points", "seed", "device", "precision",
                 "compile", "threads", "checkpoint_every", "logger")
@@ -109,10 +109,12 @@ def _signal_flag(options_cls: type[SignalOptions], name: str) -> inspect.Paramet
     base = inner[0] if len(inner) == 1 and inner[0] in (int, float, bool) else str
     flag = "--" + name.replace("_", "-")
     default = field.default
-    shown = "off" if default is False else "on" if default is True else f"{default:,}" if isinstance(default, int) else default
+    shown = {False: "off", True: "on"}.get(default) if isinstance(default, bool) else (
+        f"{default:,}" if isinstance(default, int) else default)
     stated = "" if default is None else f" (default: {shown})"
+    doc = field_docs(options_cls).get(name, "").rstrip(".")
     annotation = _opt(f"{flag}/--no-{flag[2:]}" if base is bool else flag, tp=Optional[base],
-                      help=field_docs(options_cls).get(name, "").rstrip(".") + stated + ".")
+                      help=doc[:1].upper() + doc[1:] + stated + ".")
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
 
@@ -127,8 +129,8 @@ def fitting_command(kind: str, options_cls: type[SignalOptions], path_help: str,
     def deco(func: Callable[[], None]) -> Callable[..., None]:
         path = inspect.Parameter("path", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
             Optional[str], typer.Argument(help=path_help, show_default=False)])
-        shared = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d,
-                                    annotation=_target(options_cls) if n == "target" else a) for n, a, d in SHARED]
+        shared = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                    annotation=_target(options_cls) if n == "target" else a) for n, a in SHARED.items()]
         params = [path, *shared, *(_signal_flag(options_cls, n) for n in flags)]
 
         @functools.wraps(func)
@@ -137,7 +139,8 @@ def fitting_command(kind: str, options_cls: type[SignalOptions], path_help: str,
 
         others = [f.name for f in dataclasses.fields(options_cls) if f.name not in flags]
         if others:  # the signal options without a flag of their own, so -o can be found
-            command.__doc__ = f"{inspect.cleandoc(func.__doc__ or '')}\n\nMore {kind} options (-o KEY=VALUE): {', '.join(others)}."
+            more = f"More {kind} options (-o KEY=VALUE): {', '.join(others)}."
+            command.__doc__ = f"{inspect.cleandoc(func.__doc__ or '')}\n\n{more}"
         command.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in params}
         return command
@@ -194,7 +197,7 @@ def _check_resume_flags(kw: dict[str, Any], signal_flags: tuple[str, ...]) -> No
         raise CoordfitError("--resume takes the signal, folder and settings from the run; "
                             "drop PATH, --out, --name and --config")
     allowed = {*_RESUME_FLAGS, "resume", "model", "path", "out", "name", "config"}  # --model: checked against the run's
-    fixed = [k for k in (*(n for n, _, _ in SHARED), *signal_flags) if k not in allowed and kw.get(k) not in (None, [])]
+    fixed = [k for k in (*SHARED, *signal_flags) if k not in allowed and kw.get(k) not in (None, [])]
     if fixed:
         flags = ", ".join("-o" if k == "option" else "--" + k.replace("_", "-") for k in fixed)
         raise CoordfitError(f"--resume continues the run as it was set up; it cannot change {flags} "
