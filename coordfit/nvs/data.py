@@ -149,10 +149,7 @@ def write_scenes(out: str | Path, count: int, cfg: ProceduralConfig, seed: int |
     first = HELD_OUT_SEED if seed is None else seed
     if isinstance(first, bool) or not isinstance(first, int) or not 0 <= first <= 2**63 - count:
         raise CoordfitError(f"--seed must be an integer from 0 to 2^63 - count, got {seed!r}")
-    out = Path(out)
-    if out.is_dir() and any(out.iterdir()):
-        raise CoordfitError(f"--out {out} is not empty; choose a new folder")
-    out = ensure_empty_dir(out)
+    out = ensure_empty_dir(out, resumable=False)  # scenes has no --resume
     staging = Path(tempfile.mkdtemp(prefix=".tmp", dir=out.parent))  # a name clean_stale knows
     try:
         for i in range(count):
