@@ -88,6 +88,10 @@ SHARED: dict[str, Any] = {
     "progress": _opt("--progress/--no-progress", tp=Optional[bool], help="Progress: a bar on a terminal, a line "
                      "every few seconds elsewhere (default: on)."),
 }
+# The flag types by name, for a command not made by fitting_command (coordfit views).
+Options, TimeBudget, LR, Seed, Precision, Threads, Out, Resume, CheckpointEvery, Progress = (
+    SHARED[n] for n in ("option", "time_budget", "lr", "seed", "precision", "threads", "out", "resume",
+                        "checkpoint_every", "progress"))
 _MODEL_FLAGS = ("split", "width", "layers", "rank", "backend")
 _TRAIN_FLAGS = ("steps", "time_budget", "target", "lr", "grid_batch", "batch_points", "seed", "device", "precision",
                 "compile", "threads", "checkpoint_every", "logger")
