@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
 
-import coordfit
-from coordfit.errors import CoordfitError
-from coordfit.train import TrainingInterrupted
+from coordfit.errors import CoordfitError, TrainingInterrupted
 
 from . import _fit as F
 from ._common import console, err_console, handle_errors, parse_options
 from .main import app
+
+if TYPE_CHECKING:
+    import coordfit
 
 
 @app.command("views")
