@@ -27,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from coordfit.bench import train_interleaved
 from coordfit.grid import axis_coords, evaluate_grid
 from coordfit.models import create_model
 from coordfit.signals.base import GridSignal
@@ -98,14 +99,13 @@ def race(signal: _Grid, models: dict[str, tuple[str, dict, dict]], seconds: list
         cfg = TrainConfig(steps=10**9, device="cpu", checkpoint_every=0, log_every=10**9, **train)
         runs[label] = {"trainer": Trainer(model, signal, cfg), "curve": [], "params": model.num_params()}
     stops = sorted(set([s for s in np.arange(slice_s, max(seconds) + 1e-9, slice_s).tolist()] + seconds))
-    for stop in stops:
-        for label, r in runs.items():
-            tr = r["trainer"]
-            tr.config.time_budget = max(stop - tr.seconds, 0.0)  # a budget counts from each run()
-            tr.run(progress=False)
-            q = metric(tr.model)
-            r["curve"].append((round(tr.seconds, 2), tr.step, round(q, 3)))
-            print(f"  {label:18s} {tr.seconds:6.1f} s  step {tr.step:6d}  {q:7.3f}", flush=True)
+
+    def record(label: str, tr: Trainer) -> None:
+        q = metric(tr.model)
+        runs[label]["curve"].append((round(tr.seconds, 2), tr.step, round(q, 3)))
+        print(f"  {label:18s} {tr.seconds:6.1f} s  step {tr.step:6d}  {q:7.3f}", flush=True)
+
+    train_interleaved({label: r["trainer"] for label, r in runs.items()}, stops, record)
     out = {}
     for label, r in runs.items():
         curve = r["curve"]

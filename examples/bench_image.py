@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import coordfit
-from coordfit.bench import machine_info, time_interleaved
+from coordfit.bench import machine_info, time_interleaved, train_interleaved
 from coordfit.device import resolve_device
 from coordfit.grid import axis_coords, evaluate_grid
 from coordfit.io import write_json
@@ -63,10 +63,7 @@ def main() -> None:
               f"{t.budget:,} samples/step")
 
     # Equal wall-clock training, interleaved in slices.
-    for k in range(1, math.ceil(a.seconds / a.slice) + 1):
-        for t in trainers.values():
-            t.config.time_budget = max(min(a.seconds, k * a.slice) - t.seconds, 0.0)  # a budget counts from each run()
-            t.run(progress=False)
+    train_interleaved(trainers, [min(a.seconds, k * a.slice) for k in range(1, math.ceil(a.seconds / a.slice) + 1)])
     quality = {name: signal.evaluate(t.model) for name, t in trainers.items()}
 
     # Full-grid inference, repeats interleaved.

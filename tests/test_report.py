@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from coordfit.bench import (KindSettings, ModelSpec, SignalSpec, Suite, merge_reports, parse_shard, run_suite,
-                            time_interleaved)
+                            time_interleaved, train_interleaved)
 from coordfit.bench.report import fmt
 from coordfit.bench.suite import build_suite, load_bench_signal, resolve_model_options, shard_signals, with_budgets
 from coordfit.errors import CoordfitError
@@ -220,6 +220,20 @@ def test_timing_protocol_interleaves_and_orders():
     stats = time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, warmup=1, repeats=4)
     assert calls == ["a", "b"] * 5  # one warm-up round, then repeats interleaved
     assert stats["a"].repeats == 4 and stats["a"].min <= stats["a"].median <= stats["a"].max
+
+
+def test_interleaved_training_gives_each_trainer_its_stops_not_their_sum():
+    class Stub:  # a Trainer's budget counts from each run(); each run overshoots by one 0.01 s step
+        def __init__(self) -> None:
+            self.seconds, self.config = 0.0, dataclasses.make_dataclass("C", [("time_budget", float)])(0.0)
+
+        def run(self, progress: bool) -> None:
+            self.seconds += self.config.time_budget + 0.01
+
+    turns: list[tuple[str, float]] = []
+    stubs = {"a": Stub(), "b": Stub()}
+    train_interleaved(stubs, [5.0, 10.0, 15.0], lambda name, t: turns.append((name, round(t.seconds, 2))))
+    assert turns == [("a", 5.01), ("b", 5.01), ("a", 10.01), ("b", 10.01), ("a", 15.01), ("b", 15.01)]
 
 
 def test_suites_and_shards():

@@ -20,8 +20,10 @@ from .timing import PeakMemory as PeakMemory
 from .timing import machine_info as machine_info
 from .timing import time_call as time_call
 from .timing import time_interleaved as time_interleaved
+from .timing import train_interleaved as train_interleaved
 
 __all__ = [
     "KindSettings", "ModelSpec", "PeakMemory", "SignalSpec", "Suite", "build_suite", "collect_results",
-    "machine_info", "merge_reports", "parse_shard", "run_suite", "time_call", "time_interleaved", "write_report",
+    "machine_info", "merge_reports", "parse_shard", "run_suite", "time_call", "time_interleaved", "train_interleaved",
+    "write_report",
 ]

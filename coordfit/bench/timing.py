@@ -14,6 +14,9 @@ process's resident-set high-water mark (``VmHWM``), reset through
 with freed heap pages returned to the OS first (``malloc_trim``) so the work's
 temporaries show up. Either way it is the working memory of the call (activations,
 temporaries) above what was resident before it (weights, gradients, optimiser state).
+
+Training at equal time: :func:`train_interleaved` gives each trainer slices of training
+seconds in turn, by the trainer's own clock, so load drift hits every model alike.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,7 @@ import torch
 
 from ..device import synchronize
 
-__all__ = ["Stat", "time_call", "time_interleaved", "PeakMemory", "machine_info"]
+__all__ = ["Stat", "time_call", "time_interleaved", "train_interleaved", "PeakMemory", "machine_info"]
 
 
 @dataclass
@@ -71,6 +74,23 @@ def time_interleaved(
             synchronize(device)
             samples[name].append(time.perf_counter() - t0)
     return {name: _stat(s) for name, s in samples.items()}
+
+
+def train_interleaved(
+    trainers: Mapping[str, Any],
+    stops: Iterable[float],
+    after: Callable[[str, Any], None] | None = None,
+) -> None:
+    """Train each :class:`~coordfit.train.Trainer` up to each of ``stops`` (cumulative
+    training seconds, ascending), the trainers taking turns at every stop; ``after(name,
+    trainer)`` runs after each turn (outside the training clock). A trainer's time budget
+    counts from each ``run()``, so each turn gets what is left to its stop."""
+    for stop in stops:
+        for name, trainer in trainers.items():
+            trainer.config.time_budget = max(stop - trainer.seconds, 0.0)
+            trainer.run(progress=False)
+            if after is not None:
+                after(name, trainer)
 
 
 def time_call(fn: Callable[[], Any], device: torch.device | str = "cpu", warmup: int = 1, repeats: int = 5) -> Stat:
