@@ -30,7 +30,7 @@ from ..nvs.cameras import opengl_to_opencv
 from ..nvs.scenes import Scene, load_scene
 from ..nvs.scenes import _matrix as _checked_matrix
 
-__all__ = ["read_views", "read_transforms", "procedural_views", "choose_views", "parse_indices"]
+__all__ = ["read_views", "read_transforms", "procedural_views", "choose_views"]
 
 _EXTENSIONS = ("", ".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 PROCEDURAL = "procedural:"
@@ -153,21 +153,6 @@ def _intrinsics(d: dict, height: int, width: int, where: str) -> torch.Tensor:
     cx, cy = _number(d, "cx", where) or w / 2, _number(d, "cy", where) or h / 2
     sx, sy = width / w, height / h
     return torch.tensor([fx * sx, fy * sy, cx * sx, cy * sy], dtype=torch.float32)
-
-
-def parse_indices(value: str | Sequence[int] | None, name: str) -> list[int] | None:
-    """``"0,2,4"`` or ``[0, 2, 4]`` -> ``[0, 2, 4]``; None stays None."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            return [int(v) for v in value.replace(" ", "").split(",") if v != ""]
-        except ValueError:
-            raise CoordfitError(f"--{name} must be view numbers separated by commas (e.g. 0,2,4), got '{value}'") from None
-    try:
-        return [int(v) for v in value]
-    except (TypeError, ValueError):
-        raise CoordfitError(f"{name} must be a list of view numbers, got {value!r:.60}") from None
 
 
 def choose_views(num_views: int, inputs: Sequence[int] | None, holdout: Sequence[int] | None) -> tuple[list[int], list[int]]:

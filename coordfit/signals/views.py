@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import CoordfitError
 from ..nvs.metrics import psnr as image_psnr
 from ..nvs.metrics import ssim as image_ssim
 from ..nvs.prior import ViewPrior
@@ -29,58 +28,17 @@ from ..phases import Report, quiet
 from ..rig import Rig, pseudo_poses
 from ..volume import RaySampling, SceneBox, contract, distortion, interval_edges, ray_segments, sample_intervals, shade
 from .base import Signal, register_signal
-from .posed_views import choose_views, parse_indices, read_views
+from .options import ViewsOptions
+from .posed_views import choose_views, read_views
 from .views_render import render_camera, write_outputs_for
 
 __all__ = ["ViewsConfig", "ViewsSignal", "DEFAULT_PRESET", "DEFAULT_SOURCE"]
 
-DEFAULT_PRESET = "hashgrid-views"  # 2-3 dB above the MLP fields at equal CPU time (docs/views.md)
+ViewsConfig = ViewsOptions  # its name before the views options joined coordfit.signals.options
+
+DEFAULT_PRESET = ViewsOptions.default_preset  # 2-3 dB above the MLP fields at equal CPU time (docs/views.md)
 DEFAULT_SOURCE = "procedural:1000000000"
 _LOG_EVERY = 25  # steps between rows of prior_log.csv
-
-
-@dataclass
-class ViewsConfig:
-    """Which views are fitted and judged, the prior, and how rays are sampled."""
-
-    inputs: list[int] | None = None  # views fitted (default: every view not held out)
-    holdout: list[int] | None = None  # views never trained on, scored at the end
-    prior: str = "none"  # default (the shipped Efficient-LVSM), a view-synthesis checkpoint, or none
-    prior_weight: float = 1.0  # weight of the pseudo-view loss once ramped up (input views weigh 1)
-    prior_ramp: int = 200  # steps over which that weight grows linearly from 0
-    pseudo_views: int = 1024  # pseudo views rendered by the prior
-    pseudo_share: float = 0.5  # share of each step's rays drawn from the pseudo views (below 1)
-    pseudo_seed: int = 0  # seeds the pseudo poses
-    pseudo_near: float = 0.5  # share of pseudo poses between input cameras (the rest anywhere around the scene)
-    pseudo_widen: float = 10.0  # degrees the pseudo elevations reach beyond the inputs'
-    box_scale: float = 0.5  # scene box half-size, as a share of the mean camera distance to the look-at point
-    resolution: int | None = None  # nominal grid size per axis for grid models (None: 4 x the longer image side)
-    samples_front: int = 2  # samples per ray before the box
-    samples_inner: int = 16  # samples per ray inside the box
-    samples_outer: int = 6  # samples per ray beyond the box, the last one the background
-    distortion: float = 0.0  # weight of mip-NeRF 360's distortion loss (compact weights along rays)
-
-    def validate(self) -> None:
-        self.inputs = parse_indices(self.inputs, "inputs")
-        self.holdout = parse_indices(self.holdout, "holdout")
-        for name in ("distortion", "prior_weight"):
-            if getattr(self, name) < 0:
-                raise CoordfitError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        if not 0 <= self.pseudo_near <= 1:
-            raise CoordfitError(f"pseudo-near must be in [0, 1], got {self.pseudo_near}")
-        if not 0 <= self.pseudo_share < 1:
-            raise CoordfitError(f"pseudo-share must be in [0, 1): some rays come from the inputs; got {self.pseudo_share}")
-        for name in ("pseudo_views", "box_scale"):
-            if getattr(self, name) <= 0:
-                raise CoordfitError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.prior_ramp < 0:
-            raise CoordfitError(f"prior-ramp must be >= 0, got {self.prior_ramp}")
-        if self.resolution is not None and self.resolution < 2:
-            raise CoordfitError(f"resolution must be at least 2, got {self.resolution}")
-        self.sampling().check()
-
-    def sampling(self) -> RaySampling:
-        return RaySampling(self.samples_front, self.samples_inner, self.samples_outer)
 
 
 @dataclass
@@ -120,19 +78,19 @@ def _box_cameras(c2w: torch.Tensor, box: SceneBox) -> torch.Tensor:
 class ViewsSignal(Signal):
     """Posed photos of one scene on axes ``(x, y, z)``; the model is a radiance field."""
 
+    options_cls = ViewsOptions
     default_split = "x+y+z"
-    quality_name = "psnr"
-    quality_unit = "dB"
 
-    def __init__(self, scene: Any, config: ViewsConfig | None = None, source: str = "<scene>") -> None:
-        self.config = cfg = config or ViewsConfig()
+    def __init__(self, scene: Any, config: ViewsOptions | None = None, source: str = "<scene>") -> None:
+        self.config = cfg = config or ViewsOptions()
         cfg.validate()
         self.scene, self.source = scene, source
         self.inputs, self.holdout = choose_views(scene.num_views, cfg.inputs, cfg.holdout)
         self.height, self.width = scene.size
         self.rig = Rig.from_cameras(scene.c2w[self.inputs])
         self.box = SceneBox(tuple(self.rig.centre.tolist()), cfg.box_scale * float(self.rig.radius.mean()))
-        self.sampling = cfg.sampling()
+        self.sampling = RaySampling(cfg.samples_front, cfg.samples_inner, cfg.samples_outer)
+        self.sampling.check()
         n = cfg.resolution or 4 * max(self.height, self.width)
         self.axes, self.shape, self.out_features = ("x", "y", "z"), (n, n, n), 4
         pick = torch.tensor(self.inputs)
@@ -151,19 +109,16 @@ class ViewsSignal(Signal):
     @classmethod
     def load(cls, source: Any = None, **options: Any) -> ViewsSignal:
         """Read ``source`` (scene JSON, transforms.json or ``procedural:<seed>``) with
-        :class:`ViewsConfig` fields as options."""
-        known = {f.name for f in fields(ViewsConfig)}
-        bad = sorted(set(options) - known)
-        if bad:
-            raise CoordfitError(f"views signal has no option '{bad[0]}' (options: {', '.join(sorted(known))})")
+        :class:`~coordfit.signals.options.ViewsOptions` fields as options."""
+        config = cls.read_options(options)
         source = str(source) if source is not None else DEFAULT_SOURCE
         if not source.startswith("procedural:"):
             source = str(Path(source).resolve())
-        return cls(read_views(source), ViewsConfig(**options), source)
+        return cls(read_views(source), config, source)
 
     def without_prior(self) -> ViewsSignal:
         """The same views and settings with no prior (the comparison fit)."""
-        return ViewsSignal(self.scene, ViewsConfig(**{**asdict(self.config), "prior": "none"}), self.source)
+        return ViewsSignal(self.scene, replace(self.config, prior="none"), self.source)
 
     def _render_pseudo_views(self) -> None:
         s, cfg = self.scene, self.config
