@@ -1,10 +1,11 @@
-"""The fitting commands (image, video, shape), declared once.
+"""The fitting commands (image, video, shape, views), declared once.
 
 Every fitting command takes the same flags, listed once here (:data:`SHARED`), and the
 flags of its signal kind, made from the fields of the kind's typed options
 (:mod:`coordfit.signals.options`: their comments are the help). A command module is
 its docstring, its PATH help and which signal options it shows as flags; every other
-signal option is reachable with ``-o KEY=VALUE``, as every model option is.
+signal option is reachable with ``-o KEY=VALUE``, as every model option is. A command
+with more to do (views: the comparison fit) adds its own flags and a ``finish`` step.
 
 Nothing here imports torch: the library is imported when a command runs.
 """
@@ -88,10 +89,6 @@ SHARED: dict[str, Any] = {
     "progress": _opt("--progress/--no-progress", tp=Optional[bool], help="Progress: a bar on a terminal, a line "
                      "every few seconds elsewhere (default: on)."),
 }
-# The flag types by name, for a command not made by fitting_command (coordfit views).
-Options, TimeBudget, LR, Seed, Precision, Threads, Out, Resume, CheckpointEvery, Progress = (
-    SHARED[n] for n in ("option", "time_budget", "lr", "seed", "precision", "threads", "out", "resume",
-                        "checkpoint_every", "progress"))
 _MODEL_FLAGS = ("split", "width", "layers", "rank", "backend")
 _TRAIN_FLAGS = ("steps", "time_budget", "target", "lr", "grid_batch", "batch_points", "seed", "device", "precision",
                 "compile", "threads", "checkpoint_every", "logger")
@@ -122,24 +119,31 @@ def _signal_flag(options_cls: type[SignalOptions], name: str) -> inspect.Paramet
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
 
-def fitting_command(kind: str, options_cls: type[SignalOptions], path_help: str,
-                    flags: tuple[str, ...] = ()) -> Callable[[Callable[[], None]], Callable[..., None]]:
+Finish = Callable[["coordfit.FitResult", dict[str, Any]], "coordfit.FitResult"]
+
+
+def fitting_command(kind: str, options_cls: type[SignalOptions], path_help: str, flags: tuple[str, ...] = (),
+                    extras: dict[str, Any] | None = None,
+                    finish: Finish | None = None) -> Callable[[Callable[[], None]], Callable[..., None]]:
     """Make the fitting command for signal ``kind`` from a function that holds its docstring.
 
     The command takes PATH (``path_help``), the :data:`SHARED` flags and a flag for each of
-    the signal options named in ``flags``, and runs :func:`run_fit`.
+    the signal options named in ``flags``, and runs :func:`run_fit`. ``extras`` (name ->
+    annotation, as in :data:`SHARED`) adds the command's own flags or redeclares a shared
+    one; ``finish(result, flags)`` runs after the fit or the resume, before the summary.
     """
 
     def deco(func: Callable[[], None]) -> Callable[..., None]:
         path = inspect.Parameter("path", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
             Optional[str], typer.Argument(help=path_help, show_default=False)])
-        shared = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                    annotation=_target(options_cls) if n == "target" else a) for n, a in SHARED.items()]
+        declared = {**SHARED, "target": _target(options_cls), **(extras or {})}
+        shared = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=a)
+                  for n, a in declared.items()]
         params = [path, *shared, *(_signal_flag(options_cls, n) for n in flags)]
 
         @functools.wraps(func)
         def command(**kw: Any) -> None:
-            run_fit(kind, options_cls, kw, signal_flags=flags)
+            run_fit(kind, options_cls, kw, signal_flags=flags, finish=finish)
 
         others = [f.name for f in dataclasses.fields(options_cls) if f.name not in flags]
         if others:  # the signal options without a flag of their own, so -o can be found
@@ -157,11 +161,13 @@ def _given(kw: dict[str, Any], names: tuple[str, ...] | list[str]) -> dict[str, 
 
 
 def run_fit(kind: str, options_cls: type[SignalOptions], kw: dict[str, Any],
-            signal_flags: tuple[str, ...] = ()) -> coordfit.FitResult:
+            signal_flags: tuple[str, ...] = (), finish: Finish | None = None) -> coordfit.FitResult:
     """Build the configs from the command's flags ``kw``, call :func:`coordfit.fit` (or
-    :func:`coordfit.resume`), print a summary. An ``-o`` key goes to the model when the
-    model has that option (``seed`` of a Fourier encoding), else to the signal when
-    ``options_cls`` has it; what neither takes is refused by the model's config."""
+    :func:`coordfit.resume`), then ``finish``, print a summary. An ``-o`` key goes to the
+    model when the model has that option (``seed`` of a Fourier encoding), else to the
+    signal when ``options_cls`` has it; what neither takes is refused by the model's
+    config. With neither ``--model``, ``--preset`` nor ``--config`` the kind's
+    ``default_preset`` applies."""
     import coordfit
     from coordfit.models import model_entry
     from coordfit.presets import resolve_preset
@@ -176,16 +182,21 @@ def run_fit(kind: str, options_cls: type[SignalOptions], kw: dict[str, Any],
                                      **_given(kw, [f for f in _RESUME_FLAGS if f in _TRAIN_FLAGS]))
         else:
             spec = read_config_file(kw["config"]) if kw.get("config") is not None else None
-            choice = resolve_preset(kw.get("preset"), kind=kind, model=kw.get("model"), train=train)
+            preset = kw.get("preset")
+            if preset is None and kw.get("model") is None and spec is None:
+                preset = options_cls.default_preset
+            choice = resolve_preset(preset, kind=kind, model=kw.get("model"), train=train)
             options = parse_options(kw.get("option"))
             model_fields = {f.name for f in dataclasses.fields(model_entry(choice.model).config_cls)}
             to_signal = {f.name for f in dataclasses.fields(options_cls)} - model_fields
             signal_options = {**_given(kw, signal_flags), **{k: v for k, v in options.items() if k in to_signal}}
             model_options = {**_given(kw, _MODEL_FLAGS), **{k: v for k, v in options.items() if k not in to_signal}}
             first_run = spec is None and choice.train.steps is None and choice.train.time_budget is None
-            result = coordfit.fit(kw.get("path"), kw.get("model"), kind=kind, preset=kw.get("preset"), train=train,
+            result = coordfit.fit(kw.get("path"), kw.get("model"), kind=kind, preset=preset, train=train,
                                   out=kw.get("out"), name=kw.get("name"), config=spec, progress=kw.get("progress"),
                                   signal_options=signal_options, **model_options)
+        if finish is not None:
+            result = finish(result, kw)
     except TrainingInterrupted as exc:
         err_console.print(f"{exc}; continue with: coordfit {kind} --resume {exc.run_dir}", markup=False)
         raise typer.Exit(130) from None
@@ -239,3 +250,17 @@ def print_summary(result: coordfit.FitResult) -> None:
         curves = result.run_dir / "curves.png"
         if curves.is_file():  # drawn by the trainer's loggers, not an output of the signal
             console.print(f"  wrote {curves} (loss and quality against steps and seconds)", soft_wrap=True)
+    _print_heldout(m)
+
+
+def _print_heldout(m: dict[str, Any]) -> None:
+    """Views: the held-out scores of the fit and of what it is compared with."""
+    held = m.get("heldout")
+    if not held:
+        return
+    table = Table(title=f"held-out views {m.get('holdout')}", box=None)
+    for col in ("", "PSNR dB", "SSIM"):
+        table.add_column(col)
+    for name, scores in held.items():
+        table.add_row(name.replace("_", " "), f"{scores['psnr']:.2f}", f"{scores['ssim']:.3f}")
+    console.print(table)

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from .api import FitResult, fit, resume
-from .io import write_json
+from .errors import CoordfitError
+from .io import read_json, write_json
 from .presets import resolve_preset
 from .signals.views import DEFAULT_PRESET, ViewsSignal
 from .train import TrainConfig
 
-__all__ = ["fit_views", "resume_views", "add_comparison"]
+__all__ = ["fit_views", "resume_views", "compare_run", "add_comparison"]
 
 
 def fit_views(
@@ -38,7 +39,7 @@ def fit_views(
 ) -> FitResult:
     """Fit ``model`` to ``scene`` with ``prior``; with ``compare`` (and a prior) also without it.
 
-    ``signal_options`` are :class:`coordfit.signals.views.ViewsConfig` fields
+    ``signal_options`` are :class:`coordfit.signals.options.ViewsOptions` fields
     (``inputs``, ``holdout``, ``prior_weight``...); ``model_options`` go to the model;
     ``preset`` (default ``hashgrid-views`` when no model is named) fills what is not given.
     """
@@ -53,11 +54,15 @@ def fit_views(
 def resume_views(run_dir: str | Path, *, compare: bool = True, progress: bool | None = None, **limits: Any) -> FitResult:
     """Continue a views run (``steps=``, ``time_budget=``...), then redo the comparison fit."""
     result = resume(run_dir, progress=progress, **limits)
-    if not compare:
-        return result
-    from .io import read_json
+    return compare_run(result, progress) if compare else result
 
-    cfg = read_json(Path(run_dir) / "config.json")
+
+def compare_run(result: FitResult, progress: bool | None = None) -> FitResult:
+    """:func:`add_comparison` with the training settings and model options of ``result``'s
+    run folder (as ``config.json`` recorded them): what ``coordfit views`` runs after a fit or a resume."""
+    if result.run_dir is None:
+        raise CoordfitError("compare_run needs a saved run; use add_comparison(result, train, **model_options)")
+    cfg = read_json(result.run_dir / "config.json")
     return add_comparison(result, TrainConfig(**cfg["train"]), progress, **cfg["model_config"])
 
 
