@@ -251,3 +251,69 @@ def test_every_bad_input_is_one_line_exit_2(runner, scene_json: Path, tiny_prior
         err = res.stderr.strip()
         assert err.startswith("error:") and "\n" not in err, f"{what}: {err!r}"
     assert not (tmp_path / "never").exists()  # refused before a run folder was made
+
+
+def test_cli_flags_are_made_from_the_views_options(runner) -> None:
+    import dataclasses
+
+    from coordfit.signals.options import ViewsOptions
+
+    shown = runner.invoke(app, ["views", "--help"], env={"COLUMNS": "400"}).stdout
+    flagged = ("inputs", "holdout", "prior", "prior_weight", "pseudo_views")
+    for name in flagged:
+        assert f"--{name.replace('_', '-')} " in shown, name
+    assert "(default: 1,024)" in shown  # --pseudo-views' default, from the field
+    rest = [f.name for f in dataclasses.fields(ViewsOptions) if f.name not in flagged]
+    assert f"More views options (-o KEY=VALUE): {', '.join(rest)}." in " ".join(shown.split())
+    for shared in ("--name", "--config", "--logger", "--compare", "--set"):
+        assert shared in shown, shared
+
+
+def test_an_unknown_views_option_is_refused_once() -> None:
+    with pytest.raises(coordfit.CoordfitError, match="^views signal has no option 'sample_inner' .*samples_inner"):
+        ViewsSignal.load("procedural:1000000007,views=3,size=16", sample_inner=3)
+    with pytest.raises(coordfit.CoordfitError, match="pseudo-share must be in"):
+        ViewsSignal.load("procedural:1000000007,views=3,size=16", pseudo_share=1.0)
+
+
+def test_cli_dash_o_and_set_reach_the_views_options_and_the_default_preset_applies(one_thread, runner, scene_json: Path,
+                                                                                  tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["views", str(scene_json), "--holdout", "3", "--steps", "2", "-o", "samples_inner=8",
+                              "--set", "box_scale=0.4", "-o", "levels=4", "--batch-points", "512", "--out", str(out),
+                              "--device", "cpu", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"] == "hashgrid" and cfg["model_config"]["levels"] == 4  # hashgrid-views, -o levels on top
+    assert cfg["signal"]["options"]["samples_inner"] == 8 and cfg["signal"]["options"]["box_scale"] == 0.4
+    assert cfg["signal"]["inputs"] == [0, 1, 2] and cfg["signal"]["holdout"] == [3]
+
+
+def test_cli_resume_refuses_a_flag_that_changes_the_views_run(one_thread, runner, scene_json: Path,
+                                                              tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["views", str(scene_json), "--inputs", "0,2", "--holdout", "1", "--steps", "2",
+                              "--out", str(out), *FAST_CLI])
+    assert res.exit_code == 0, res.output
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    for args, named in ((["--inputs", "0,1"], "--inputs"), (["--prior", "default"], "--prior"),
+                        (["--set", "samples_inner=4"], "-o"), (["--batch-points", "256"], "--batch-points")):
+        res = runner.invoke(app, ["views", "--resume", str(out), "--steps", "4", *args])
+        assert res.exit_code == 2, res.output
+        err = res.stderr.strip()
+        assert err.startswith("error: --resume continues the run") and named in err and "\n" not in err, err
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing written
+
+
+def test_cli_with_a_prior_compares_after_the_fit_and_after_a_resume(one_thread, runner, tiny_prior: Path,
+                                                                    scene_json: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["views", str(scene_json), "--inputs", "0,2", "--holdout", "1", "--steps", "2",
+                              "--prior", str(tiny_prior), "--pseudo-views", "4", "--out", str(out), *FAST_CLI])
+    assert res.exit_code == 0, res.output
+    assert "fit no prior" in res.stdout and (out / "no_prior.safetensors").is_file()
+    assert set(json.loads((out / "metrics.json").read_text())["heldout"]) == {"nearest", "prior", "fit_no_prior", "fit"}
+    res = runner.invoke(app, ["views", "--resume", str(out), "--steps", "3", "--no-compare", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 3 and "fit_no_prior" not in metrics["heldout"]  # --no-compare: scored alone
