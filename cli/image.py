@@ -35,7 +35,9 @@ def _parse_size(size: str | None) -> tuple[int, ...] | None:
         dims = tuple(int(p) for p in parts)
     except ValueError:
         raise CoordfitError(f"--size must look like WxH (e.g. 1024x768), got '{size}'") from None
-    if len(dims) not in (2, 3) or min(dims) <= 0:
+    if len(dims) not in (2, 3):
+        raise CoordfitError(f"--size must be WxH (or WxHxT for video), got '{size}'")
+    if min(dims) <= 0:
         raise CoordfitError(f"--size must be positive WxH (or WxHxT for video), got '{size}'")
     return dims
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,10 +281,27 @@ def render(run: Run | str | Path, out: str | Path | None = None, *, progress: bo
         run = load(run)
     meta = run.config["signal"]
     cls = signal_class(meta["kind"])
-    if out is None:
-        out = run.run_dir / cls.default_render_name(meta, **options)
-    out = Path(out)
+    for key in ("scale", "fps", "frames", "resolution"):
+        value = options.get(key)
+        if value is not None and not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            raise CoordfitError(f"--{key} must be a positive number, got {value}")
+    name = cls.default_render_name(meta, **options)  # sizes and options checked before any work
+    out = run.run_dir / name if out is None else _render_target(Path(out), name)
     if out.exists():
         raise CoordfitError(f"{out} exists; choose another --out (coordfit never overwrites results)")
     with Phases(progress).finishing() as report:
         return cls.render_run(run.model, meta, out, report=report, **options)
+
+
+def _render_target(out: Path, name: str) -> Path:
+    """``out`` when a render named like ``name`` can be written there: a file name with the
+    same extension whose first existing folder up the path is a folder."""
+    if out.is_dir():
+        raise CoordfitError(f"--out {out} is a folder; name the file, e.g. --out {out / name}")
+    suffix = Path(name).suffix
+    if out.suffix.lower() != suffix:
+        raise CoordfitError(f"--out {out}: this run renders a {suffix} file; name it *{suffix}")
+    parent = next(p for p in out.absolute().parents if p.exists())
+    if not parent.is_dir():
+        raise CoordfitError(f"--out {out}: {parent} is a file, not a folder")
+    return out

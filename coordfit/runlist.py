@@ -116,6 +116,11 @@ def _row(folder: Path) -> tuple[float, RunRow]:
     stopped = metrics.get("stopped_by") if current and metrics else state.get("stopped_by")
     q = cls.quality_name
     split = metrics.get("split", config.get("split"))
+    for name, value, kinds in (("params", metrics.get("params"), int), ("steps", steps, int),
+                               ("seconds", seconds, (int, float)), (q, metrics.get(q), (int, float)),
+                               ("stopped_by", stopped, str), ("split", split, str)):
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+            raise CoordfitError(f"damaged: its {name} is {value!r:.30}, not a {'text' if kinds is str else 'number'}")
     return when, RunRow(
         path=str(folder),
         input=source_stem(signal.get("source")),

@@ -16,7 +16,8 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import CoordfitError
-from ..io import atomic_write, ensure_empty_dir, read_json, write_json
+from ..io import atomic_write, ensure_empty_dir, write_json
+from .records import OPTIONAL_NUMBER, check_record, read_item, read_suite_file
 from .suite import PROTOCOLS, Suite
 
 __all__ = ["collect_results", "summarize", "write_report", "merge_reports", "PAPER_SPEEDUP"]
@@ -45,16 +46,20 @@ def curves_name(kind: str) -> str:
 def collect_results(out: str | Path) -> dict[str, Any]:
     """Read ``suite.json`` and ``items/*.json`` of a report folder into one results dict."""
     out = Path(out)
-    meta = read_json(out / "suite.json", expect=dict, keys=("suite",))
+    meta = read_suite_file(out)
+    suite = Suite.from_dict(meta["suite"])
     fits: dict[str, dict[str, Any]] = {}
     timings: dict[str, dict[str, Any]] = {}
     for path in sorted((out / "items").glob("*.json")):
-        item = read_json(path)
+        item = read_item(path)
+        if item["kind"] not in suite.kinds:
+            raise CoordfitError(f"{path}: kind {item['kind']!r} is not one of the suite's ({', '.join(suite.kinds)})")
         if path.stem.endswith("__timing"):
             timings[item["signal"]] = item
         else:
+            if "error" not in item:  # the report's two quality columns: numbers (or null when not measured)
+                check_record(item["metrics"], {f"{q}?": OPTIONAL_NUMBER for q in kind_metrics(item["kind"])}, path)
             fits[path.stem] = item
-    suite = Suite.from_dict(meta["suite"])
     order = {s.id: j for j, s in enumerate(suite.signals)}
     signals = sorted({f["signal"] for f in fits.values()}, key=lambda s: order.get(s, len(order)))
     machines: list[dict[str, Any]] = []  # one entry per machine; the load averages seen on it
@@ -282,13 +287,11 @@ def merge_reports(dirs: list[str | Path], out: str | Path) -> Path:
     for d in map(Path, dirs):
         if not (d / "suite.json").is_file():
             raise CoordfitError(f"{d} is not a report folder (no suite.json)")
-        metas.append(read_json(d / "suite.json", expect=dict, keys=("suite",)))
+        metas.append(read_suite_file(d))
+        for f in sorted((d / "items").glob("*.json")):  # every measurement readable before anything is written
+            read_item(f)
     suite = metas[0]["suite"]
     for d, m in zip(dirs, metas):
-        try:
-            Suite.from_dict(m["suite"])
-        except CoordfitError as exc:
-            raise CoordfitError(f"{Path(d) / 'suite.json'}: {exc}") from None
         if m["suite"] != suite:
             raise CoordfitError(f"{d} holds another suite than {dirs[0]}; only shards of one suite merge")
     out = ensure_empty_dir(out, resumable=False)  # merge has no --resume

@@ -28,10 +28,11 @@ from .._version import __version__
 from ..device import device_settings, resolve_device
 from ..errors import CoordfitError
 from ..grid import axis_coords, evaluate_grid
-from ..io import ensure_empty_dir, read_json, write_json
+from ..io import ensure_empty_dir, write_json
 from ..models import create_model, model_entry
 from ..progress import Progress
 from ..train import TrainConfig, Trainer
+from .records import read_item, read_suite_file
 from .suite import PROTOCOLS, ModelSpec, SignalSpec, Suite, load_bench_signal, resolve_model_options, shard_signals
 from .timing import PeakMemory, machine_info, time_interleaved
 
@@ -57,7 +58,7 @@ def prepare_out(out: Path, suite: Suite, shard: tuple[int, int], resume: bool) -
                 raise CoordfitError(f"--resume {out}: not a report folder (no suite.json)")
             ensure_empty_dir(out)
         else:
-            old = read_json(out / "suite.json", expect=dict)
+            old = read_suite_file(out)
             if old.get("suite") != suite.to_dict() or old.get("shard") != list(shard):
                 raise CoordfitError(f"--resume {out}: it holds another suite or shard; pass the same --suite/--data/--shard")
             return
@@ -257,7 +258,7 @@ def _run_signal(spec: SignalSpec, suite: Suite, out: Path, device: torch.device,
                             "error": str(exc)}
                 item["wall_seconds"] = round(time.perf_counter() - t0, 3)
                 write_json(path, item)
-            item = read_json(path)
+            item = read_item(path)
             if protocol == "equal_steps" and "error" not in item:
                 fitted[mspec.label] = (item, Path(item["run_dir"]))
             bar.advance()
