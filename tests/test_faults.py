@@ -472,3 +472,52 @@ def test_every_bad_value_is_one_line(runner, tmp_path: Path) -> None:
         except AssertionError as exc:
             raise AssertionError(f"{what}: {exc}") from None
     assert not (tmp_path / "m").exists() and not (tmp_path / "r").exists()
+
+
+def test_render_checks_out_and_its_numbers_before_any_work(runner, tmp_path: Path, monkeypatch) -> None:
+    import coordfit.signals.image as image
+
+    run = tmp_path / "run"
+    _fit(runner, run, _png(tmp_path / "p.png"))
+    (tmp_path / "file").write_text("a file")
+    (tmp_path / "folder").mkdir()
+    before = _snapshot(tmp_path)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("rendered before the options were checked")
+
+    monkeypatch.setattr(image, "render_image", no_work)
+    cases = {
+        "--out x.txt": (["--out", str(tmp_path / "x.txt")], "renders a .png file"),
+        "--out a folder": (["--out", str(tmp_path / "folder")], "is a folder"),
+        "--out under a file": (["--out", str(tmp_path / "file" / "x.png")], "is a file, not a folder"),
+        "--out a file without .png": (["--out", str(tmp_path / "file")], "renders a .png file"),
+        "--scale 0": (["--scale", "0"], "--scale must be a positive number"),
+        "--scale -1": (["--scale", "-1"], "--scale must be a positive number"),
+        "--scale nan": (["--scale", "nan"], "finite"),
+        "--resolution 0": (["--resolution", "0"], "--resolution must be a positive number"),
+        "--frames -1": (["--frames", "-1"], "--frames must be a positive number"),
+        "--fps inf": (["--fps", "inf"], "finite"),
+        "--size 5x5x5x5": (["--size", "5x5x5x5"], "must be WxH"),
+        "--size 0x5": (["--size", "0x5"], "positive"),
+        "--scale text": (["--scale", "abc"], "--scale"),
+    }
+    for what, (args, needle) in cases.items():
+        res = runner.invoke(app, ["render", str(run), *args])
+        try:
+            _one_error_line(res, needle)
+        except AssertionError as exc:
+            raise AssertionError(f"{what}: {exc}") from None
+    assert _snapshot(tmp_path) == before  # nothing written, nothing half-written
+
+
+def test_runs_skips_a_run_whose_metrics_hold_the_wrong_types(runner, tmp_path: Path) -> None:
+    png = _png(tmp_path / "p.png")
+    _fit(runner, tmp_path / "runs" / "good", png)
+    shutil.copytree(tmp_path / "runs" / "good", tmp_path / "runs" / "bad")
+    metrics = json.loads((tmp_path / "runs" / "bad" / "metrics.json").read_text())
+    (tmp_path / "runs" / "bad" / "metrics.json").write_text(json.dumps({**metrics, "params": [1], "psnr": "x"}))
+    res = runner.invoke(app, ["runs", str(tmp_path / "runs")])
+    assert res.exit_code == 0 and "Traceback" not in res.output, res.output
+    assert "skipped" in res.stderr and "bad" in res.stderr and "params" in res.stderr
+    assert "good" in res.stdout and f"{metrics['params']:,}" in res.stdout

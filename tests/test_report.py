@@ -324,3 +324,52 @@ def test_the_width_goes_to_mlps_and_grid_models_keep_theirs():
     for name in list_models():
         opts = resolve_model_options(ModelSpec(name, name), info, 48)
         assert ("width" in opts) == (not model_entry(name).grid), name
+
+
+def _damage(data, path: tuple, value=None):
+    """``data`` with the key at ``path`` replaced by ``value`` (removed when ``value`` is ...)."""
+    data = json.loads(json.dumps(data))
+    cur = data
+    for k in path[:-1]:
+        cur = cur[k]
+    if value is ...:
+        del cur[path[-1]]
+    else:
+        cur[path[-1]] = value
+    return data
+
+
+def test_damaged_report_files_are_one_line_naming_the_file(reports, runner, tmp_path):
+    """Every JSON file merge and --resume read back: a missing key, a wrong type, a list for an
+    object is one error line naming the file (never a KeyError or TypeError traceback)."""
+    import shutil
+
+    from coordfit_cli.main import app
+
+    suite, out = reports
+    fit, timing = "items/image-s0__siren__equal_steps.json", "items/image-s0__timing.json"
+    cases = [
+        ("suite.json", (), []), ("suite.json", ("suite", "kinds", "image"), ...),
+        ("suite.json", ("suite", "kinds", "image", "seconds"), "5"), ("suite.json", ("suite", "models", 0), []),
+        ("suite.json", ("shard",), [2, 1]),
+        (fit, (), []), (fit, ("metrics",), ...), (fit, ("metrics",), [1, 2]), (fit, ("metrics", "psnr"), [1]),
+        (fit, ("params",), "many"), (fit, ("time_to_target", "reached"), True), (fit, ("curve", 0), {"step": 1}),
+        (fit, ("run_dir",), ...), (fit, ("kind",), "volume"), (timing, ("kind",), "shape"),
+        (timing, ("models",), []), (timing, ("models", "siren", "inference_seconds", "median"), 0),
+        (timing, ("models", "coordx", "train_samples_per_s"), ...), (timing, ("machine", "load_average"), []),
+        (timing, ("shape",), "16x20"),
+    ]
+    for j, (name, where, value) in enumerate(cases):
+        shard = tmp_path / f"s{j}"
+        shutil.copytree(out["s1"], shard, ignore=shutil.ignore_patterns("runs"))
+        (shard / name).write_text(json.dumps(_damage(json.loads((out["s1"] / name).read_text()), where, value)
+                                             if where else value))
+        res = runner.invoke(app, ["report", "merge", str(shard), str(out["s2"]), "--out", str(tmp_path / f"m{j}")])
+        what = f"{name} {where} -> {value!r}"
+        assert res.exit_code == 2 and "Traceback" not in res.output, (what, res.output)
+        err = res.stderr.strip()
+        assert err.startswith("error: ") and "\n" not in err and str(shard / name) in err, (what, err)
+        assert not (tmp_path / f"m{j}").exists(), what  # refused before the merged folder is made
+        if name != "suite.json":  # --resume of the shard reads its items back the same way
+            with pytest.raises(CoordfitError, match=re.escape(str(shard / name))):
+                run_suite(suite, shard, shard=(1, 2), resume=True, progress=False)

@@ -157,4 +157,14 @@ def read_item(path: str | Path) -> dict[str, Any]:
     data = read_json(path)
     shape = TIMING_ITEM if Path(path).stem.endswith("__timing") else (
         FAILED_ITEM if isinstance(data, dict) and "error" in data else FIT_ITEM)
-    return check_record(data, shape, path, _REDO)
+    check_record(data, shape, path, _REDO)
+    if shape is FIT_ITEM:  # the report's quality columns: numbers, or null where not measured
+        from ..signals import signal_class
+
+        try:
+            cls = signal_class(data["kind"])
+        except CoordfitError as exc:
+            raise CoordfitError(f"{path}: {exc}") from None
+        columns = {f"{q}?": OPTIONAL_NUMBER for q in (cls.quality_name, *cls.summary_metrics)}
+        check_record(data["metrics"], columns, path, _REDO)
+    return data

@@ -17,7 +17,7 @@ from typing import Any
 from .._version import __version__
 from ..errors import CoordfitError
 from ..io import atomic_write, ensure_empty_dir, write_json
-from .records import OPTIONAL_NUMBER, check_record, read_item, read_suite_file
+from .records import read_item, read_suite_file
 from .suite import PROTOCOLS, Suite
 
 __all__ = ["collect_results", "summarize", "write_report", "merge_reports", "PAPER_SPEEDUP"]
@@ -50,15 +50,10 @@ def collect_results(out: str | Path) -> dict[str, Any]:
     suite = Suite.from_dict(meta["suite"])
     fits: dict[str, dict[str, Any]] = {}
     timings: dict[str, dict[str, Any]] = {}
-    for path in sorted((out / "items").glob("*.json")):
-        item = read_item(path)
-        if item["kind"] not in suite.kinds:
-            raise CoordfitError(f"{path}: kind {item['kind']!r} is not one of the suite's ({', '.join(suite.kinds)})")
+    for path, item in _read_items(out, suite):
         if path.stem.endswith("__timing"):
             timings[item["signal"]] = item
         else:
-            if "error" not in item:  # the report's two quality columns: numbers (or null when not measured)
-                check_record(item["metrics"], {f"{q}?": OPTIONAL_NUMBER for q in kind_metrics(item["kind"])}, path)
             fits[path.stem] = item
     order = {s.id: j for j, s in enumerate(suite.signals)}
     signals = sorted({f["signal"] for f in fits.values()}, key=lambda s: order.get(s, len(order)))
@@ -90,6 +85,17 @@ def collect_results(out: str | Path) -> dict[str, Any]:
     }
     results["summary"] = summarize(results)
     return results
+
+
+def _read_items(folder: Path, suite: Suite) -> list[tuple[Path, dict[str, Any]]]:
+    """Every ``items/*.json`` of a report folder, checked (:func:`~.records.read_item`)."""
+    items = []
+    for path in sorted((folder / "items").glob("*.json")):
+        item = read_item(path)
+        if item["kind"] not in suite.kinds:
+            raise CoordfitError(f"{path}: kind {item['kind']!r} is not one of the suite's ({', '.join(suite.kinds)})")
+        items.append((path, item))
+    return items
 
 
 def _fit(results: dict[str, Any], signal: str, model: str, protocol: str) -> dict[str, Any] | None:
@@ -288,8 +294,7 @@ def merge_reports(dirs: list[str | Path], out: str | Path) -> Path:
         if not (d / "suite.json").is_file():
             raise CoordfitError(f"{d} is not a report folder (no suite.json)")
         metas.append(read_suite_file(d))
-        for f in sorted((d / "items").glob("*.json")):  # every measurement readable before anything is written
-            read_item(f)
+        _read_items(d, Suite.from_dict(metas[-1]["suite"]))  # every measurement readable before anything is written
     suite = metas[0]["suite"]
     for d, m in zip(dirs, metas):
         if m["suite"] != suite:
