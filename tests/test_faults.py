@@ -459,9 +459,9 @@ def test_every_bad_value_is_one_line(runner, tmp_path: Path) -> None:
         "report --seconds nan": (["report", "--seconds", "nan", "--out", str(tmp_path / "r")], "finite"),
         "report --threads -1": (["report", "--threads", "-1", "--out", str(tmp_path / "r")], "--threads"),
         "merge of a list suite.json": (["report", "merge", str(tmp_path / "report"), "--out", str(tmp_path / "m")],
-                                       "should hold an object"),
+                                       "the file should be an object"),
         "merge of a bad suite": (["report", "merge", str(tmp_path / "report2"), "--out", str(tmp_path / "m")],
-                                 "not a suite description"),
+                                 "suite should be an object"),
     }
     if Path("/proc").is_dir():
         cases["--out in /proc"] = (fit + ["--out", "/proc/coordfit-x"], "cannot create the folder")
