@@ -32,6 +32,7 @@ from .checkpoint import load_optimizer, load_train_state, load_weights, save_opt
 from .defaults import DEFAULT_STEPS
 from .device import PRECISIONS, StepClock, autocast, device_defaults, device_settings, resolve_device
 from .errors import CoordfitError, TrainingInterrupted
+from .interrupt import StopOnSignal
 from .loggers import LOGGERS, run_loggers, trim_log
 from .models.registry import model_entry
 from .signals.base import Signal
@@ -248,7 +249,9 @@ class Trainer:
         return self.summary()
 
     def _train(self, progress: bool | None) -> None:
-        """The loop; on Ctrl-C a checkpoint of the step in flight, then :class:`TrainingInterrupted`."""
+        """The loop; on Ctrl-C or SIGTERM the step in flight finishes, a checkpoint is saved,
+        then :class:`TrainingInterrupted` (coordfit.interrupt: never a checkpoint of half a
+        step; a second signal stops at once and keeps the last checkpoint)."""
         c = self.config
         session_start = self.seconds
         clock = StepClock(self.device)
@@ -259,8 +262,9 @@ class Trainer:
         self.model.train()
         self.stopped_by = self._limit(self.seconds, session_start)
         clock.start(self.seconds)
+        stop, boundary = StopOnSignal(), False
         try:
-            with device_settings(self.device, c.precision, c.threads), self._progress(progress) as bar:
+            with device_settings(self.device, c.precision, c.threads), self._progress(progress) as bar, stop:
                 last_read = time.perf_counter()
                 while not self.stopped_by:
                     loss = compiled.step(self) if compiled is not None else self.train_step()
@@ -280,7 +284,12 @@ class Trainer:
                             self.save_checkpoint()
                         clock.start(self.seconds)  # the I/O above is not training time
                         last_read = time.perf_counter()
+                    if stop.requested:  # Ctrl-C or SIGTERM, acted on between whole steps
+                        boundary = True
+                        raise KeyboardInterrupt
         except KeyboardInterrupt:
+            if stop.requested and not boundary:  # a second Ctrl-C, mid-step: keep the last checkpoint
+                raise
             self._read(clock, pending, None, session_start)
             self.stopped_by = "interrupted"
             self.save_checkpoint()

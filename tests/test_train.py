@@ -137,6 +137,42 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, image_png, monkeypatch
     assert r.metrics["steps"] == 50 and (tmp_path / "r" / "reconstruction.png").is_file()
 
 
+def test_ctrl_c_in_the_middle_of_a_step_saves_a_whole_step(tmp_path, image_png, monkeypatch) -> None:
+    # The signal arrives after the sampler's draw, before Adam: the step finishes, is saved,
+    # and the resumed run equals an uninterrupted one (a mid-step save would mix steps).
+    import signal as signals
+
+    train = dict(grid_batch=200)
+    original, calls = Trainer.train_step, {"n": 0}
+
+    def predict_then_signal(self):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            original_predict = self.signal.predict
+
+            def predict(model, batch):
+                signals.raise_signal(signals.SIGINT)  # as a user's Ctrl-C, mid-step
+                return original_predict(model, batch)
+
+            monkeypatch.setattr(self.signal, "predict", predict)
+            try:
+                return original(self)
+            finally:
+                monkeypatch.setattr(self.signal, "predict", original_predict)
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", predict_then_signal)
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 8"):
+        coordfit.fit(image_png, "coordx", train=TrainConfig(steps=20, **train), out=tmp_path / "a", progress=False,
+                     width=16)
+    monkeypatch.setattr(Trainer, "train_step", original)
+    resumed = coordfit.resume(tmp_path / "a", progress=False)
+    straight = coordfit.fit(image_png, "coordx", train=TrainConfig(steps=20, **train), out=tmp_path / "b",
+                            progress=False, width=16)
+    for p, q in zip(resumed.model.parameters(), straight.model.parameters()):
+        assert torch.equal(p, q)
+
+
 def test_fit_refuses_non_empty_out_and_keeps_its_files(tmp_path, image_png) -> None:
     out = tmp_path / "taken"
     out.mkdir()

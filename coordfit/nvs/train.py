@@ -33,8 +33,6 @@ import json
 import math
 import os
 import re
-import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -49,6 +47,7 @@ from ..checkpoint import (clean_stale, find_checkpoint, load_optimizer, load_tra
                           save_train_state, write_checkpoint)
 from ..device import device_defaults, device_settings, resolve_device
 from ..errors import CoordfitError
+from ..interrupt import StopOnSignal
 from ..io import atomic_write, new_run_dir, read_json, write_json
 from ..registry import Config
 from ..train import TrainingInterrupted
@@ -338,7 +337,7 @@ def _fit(
         progress(start, cfg.steps, 0.0, loss_value)
     stream = batches(session.source, cfg.batch_size, range(start, cfg.steps), workers, world, rank,
                      pin_memory=device.type == "cuda")
-    with (device_settings(device, "fp32", session.threads), _StopOnSignal() as stopping,
+    with (device_settings(device, "fp32", session.threads), StopOnSignal() as stopping,
           contextlib.closing(stream)):
         for step, batch in zip(range(start, cfg.steps), stream):
             for group in opt.param_groups:
@@ -387,37 +386,6 @@ def _read_loss(loss_sum: torch.Tensor, count: int, stop: bool, world: int) -> tu
     dist.all_reduce(t)
     mean, stops = t.tolist()
     return mean / world, stops > 0
-
-
-class _StopOnSignal:
-    """While active, Ctrl-C (SIGINT) or SIGTERM (a scheduler's or ``kill``'s stop) sets
-    ``requested`` instead of acting, so the loop stops at a step boundary with consistent
-    weights and optimiser state; a second signal acts at once, as before. Only the main
-    thread receives signals; elsewhere, or for a signal that is ignored, it does nothing."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __enter__(self) -> _StopOnSignal:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                previous = signal.getsignal(sig)
-                if previous is not signal.SIG_IGN:
-                    self._previous[sig] = previous if previous is not None else signal.SIG_DFL
-                    signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.requested = True
-        self._restore()
-
-    def _restore(self) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
-
-    def __exit__(self, *exc: Any) -> None:
-        self._restore()
 
 
 def _make_run_dir(cfg: NVSTrainConfig, out: str | Path | None, is_main: bool, world: int) -> tuple[Path, bool]:
