@@ -94,7 +94,7 @@ def test_render_any_resolution_and_never_overwrite(tmp_path: Path, image_png: Pa
     assert np.abs(up[0, 0] - recon[0, 0]).max() <= 1 and np.abs(up[-1, -1] - recon[-1, -1]).max() <= 1
     with pytest.raises(CoordfitError, match="exists"):
         run.render(scale=2)
-    with pytest.raises(CoordfitError, match="scale must be positive"):
+    with pytest.raises(CoordfitError, match="--scale must be a positive number"):
         run.render(tmp_path / "neg.png", scale=-1)
 
 
