@@ -23,6 +23,7 @@ class StopOnSignal:
     thread receives signals; elsewhere, or for a signal that is ignored, it does nothing."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    requested = False  # also before __enter__, so a caller's except clause may read it
 
     def __enter__(self) -> StopOnSignal:
         self.requested = False
