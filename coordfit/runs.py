@@ -92,18 +92,19 @@ def check_signal(cfg: dict[str, Any], signal: Any, run_dir: str | Path) -> None:
 
 
 @contextmanager
-def discard_if_unstarted(run_dir: Path | None) -> Iterator[None]:
+def discard_if_unstarted(run_dir: Path | None, keep_folder: bool = False) -> Iterator[None]:
     """On a failure before the run's first checkpoint, remove what the run wrote (config,
-    logs, curves, temporaries) and then the folder if empty, so the same ``--out`` works again."""
+    logs, curves, temporaries) and then the folder if empty (unless ``keep_folder``: one
+    the user made), so the same ``--out`` works again."""
     try:
         yield
     except BaseException:
         if run_dir is not None and run_dir.is_dir() and not _has_checkpoint(run_dir):
             clean_stale(run_dir)
-            for name in ("config.json", "log.csv", "curves.png"):
+            for name in ("config.json", "log.csv", "log.jsonl", "curves.png"):  # log.jsonl: nvs train
                 (run_dir / name).unlink(missing_ok=True)
             shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
-            if not any(run_dir.iterdir()):
+            if not keep_folder and not any(run_dir.iterdir()):
                 run_dir.rmdir()
         raise
 

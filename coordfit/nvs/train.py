@@ -49,6 +49,7 @@ from ..device import device_defaults, device_settings, resolve_device
 from ..errors import CoordfitError
 from ..interrupt import StopOnSignal
 from ..io import atomic_write, new_run_dir, read_json, write_json
+from ..runs import discard_if_unstarted
 from ..registry import Config
 from ..train import TrainingInterrupted
 from .data import ViewSource, batches, default_workers
@@ -215,13 +216,10 @@ def train(
     elif getattr(model, "name", None) != cfg.model:
         raise CoordfitError(f"cfg.model is '{cfg.model}' but the model given is '{getattr(model, 'name', '?')}'")
     session = _session(cfg, model, threads=threads)
-    run, created = _make_run_dir(cfg, out, session.rank == 0, session.world)
-    try:
+    user_folder = out is not None and Path(out).exists()
+    run = _make_run_dir(cfg, out, session.rank == 0, session.world)
+    with discard_if_unstarted(run if session.rank == 0 else None, keep_folder=user_folder):  # --out stays reusable
         return _fit(session, run, 0, progress)
-    except BaseException as exc:
-        if session.rank == 0 and not isinstance(exc, TrainingInterrupted) and not (run / "train_state.json").exists():
-            _discard(run, created)  # nothing resumable was made: leave the folder reusable
-        raise
 
 
 def resume(
@@ -388,11 +386,10 @@ def _read_loss(loss_sum: torch.Tensor, count: int, stop: bool, world: int) -> tu
     return mean / world, stops > 0
 
 
-def _make_run_dir(cfg: NVSTrainConfig, out: str | Path | None, is_main: bool, world: int) -> tuple[Path, bool]:
-    """The run folder with config.json written, and whether this call created the folder."""
+def _make_run_dir(cfg: NVSTrainConfig, out: str | Path | None, is_main: bool, world: int) -> Path:
+    """The run folder with config.json written."""
     if world > 1 and out is None:
         raise CoordfitError("under torchrun pass --out so that every process writes the same run folder")
-    created = out is None or not Path(out).exists()
     if is_main:
         run = new_run_dir("nvs", cfg.model, out)
         write_json(run / "config.json", cfg.to_dict())
@@ -400,15 +397,7 @@ def _make_run_dir(cfg: NVSTrainConfig, out: str | Path | None, is_main: bool, wo
         run = Path(out)  # type: ignore[arg-type]
     if world > 1:
         dist.barrier()  # rank 0 has created the folder
-    return run, created
-
-
-def _discard(run: Path, created: bool) -> None:
-    """Remove what a failed start wrote (config.json, log.jsonl), and the folder if it made it."""
-    for name in ("config.json", "log.jsonl"):
-        (run / name).unlink(missing_ok=True)
-    if created and not any(run.iterdir()):
-        run.rmdir()
+    return run
 
 
 def _save(
