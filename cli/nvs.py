@@ -26,13 +26,6 @@ _DEVICE_HELP = "auto | cpu | cuda | mps (auto: CUDA, then MPS, then the CPU)."
 _THREADS_HELP = "Torch CPU threads (default: the device's, 1 on a CPU as for image, video and shape)."
 
 
-def _check_threads(threads: Optional[int]) -> None:
-    if threads is not None and threads < 1:
-        from coordfit.errors import CoordfitError
-
-        raise CoordfitError(f"--threads must be a positive integer, got {threads}")
-
-
 @contextmanager
 def _on_device(device: str, threads: Optional[int]) -> Iterator[Any]:
     """``device`` resolved, with torch's thread count set for the work on it: ``--threads``,
@@ -210,8 +203,9 @@ def eval_cmd(
     from coordfit.nvs.evaluate import evaluate
     from coordfit.nvs.registry import load_model
     from coordfit.nvs.scenes import load_scenes
+    from coordfit.nvs.train import check_threads
 
-    _check_threads(threads)
+    check_threads(threads)
     if json_out is not None:
         _check_new_file(json_out, "--json")
     # the checkpoint and the scenes first, the device last: a missing file is reported as such everywhere
@@ -251,8 +245,9 @@ def bench_cmd(
 ) -> None:
     """Time lvsm vs efficient-lvsm, KV-cache add-one-view, QuadTree vs full attention."""
     from coordfit.nvs.bench import BenchConfig, format_tables, run_bench
+    from coordfit.nvs.train import check_threads
 
-    _check_threads(threads)
+    check_threads(threads)
     cfg = BenchConfig(width=width, head_dim=head_dim, depth=depth, targets=targets, repeats=repeats, isolate=isolate)
     if views:
         cfg.views = list(views)

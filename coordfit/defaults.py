@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 __all__ = ["DeviceName", "Precision", "PRECISIONS", "DeviceDefaults", "DEFAULTS", "DEFAULT_STEPS", "RESUME_SETTINGS", "asset_path"]
 
@@ -20,7 +20,7 @@ RESUME_SETTINGS = ("device", "threads", "compile", "checkpoint_every")
 
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 Precision = Literal["auto", "fp32", "tf32", "bf16"]
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "tf32", "bf16")
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from .errors import CoordfitError
 
-__all__ = ["Registry", "Component", "Config", "config_from_dict", "read_field", "field_docs"]
+__all__ = ["Registry", "Component", "Config", "config_from_dict", "field_docs"]
 
 T = TypeVar("T")
 C = TypeVar("C", bound="Config")
@@ -212,12 +212,6 @@ def _coerce_tuple(value: Any, args: tuple[Any, ...], key: str, owner: str) -> tu
     what = "whole numbers" if all(a is int for a in args) else "numbers"
     raise CoordfitError(f"--{_flag(key)} ({owner} option {key}) must be {len(args)} {what} joined by x, "
                         f"e.g. {'x'.join(['320', '136', '3'][:len(args)])}, got {value!r}")
-
-
-def read_field(cls: type, name: str, value: Any, owner: str | None = None) -> Any:
-    """``value`` read as field ``name`` of dataclass ``cls`` (as :func:`config_from_dict`
-    reads it), or one :class:`CoordfitError` line."""
-    return _coerce(value, typing.get_type_hints(cls)[name], name, owner or cls.__name__)
 
 
 def field_docs(cls: type) -> dict[str, str]:

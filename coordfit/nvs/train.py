@@ -174,7 +174,8 @@ def _check_int(name: str, value: Any, low: int) -> None:
         raise CoordfitError(f"--{name.replace('_', '-')} must be {what}, got {value!r}")
 
 
-def _check_threads(threads: int | None) -> None:
+def check_threads(threads: int | None) -> None:
+    """One line unless ``threads`` is None (the device's default) or a positive integer."""
     if threads is not None:
         _check_int("threads", threads, 1)
 
@@ -209,7 +210,7 @@ def train(
     coordfit.device.DEFAULTS); not part of the run, so a resume may choose again.
     """
     cfg.validate()
-    _check_threads(threads)
+    check_threads(threads)
     if model is None:
         torch.manual_seed(cfg.seed)  # same config, same initial weights
         model = create_model(cfg.model, NVSConfig.from_dict(cfg.model_config))
@@ -245,7 +246,7 @@ def resume(
     if workers is not None:
         cfg.workers = workers
     cfg.validate()
-    _check_threads(threads)
+    check_threads(threads)
     model, opt, start, loss = _load(run, cfg)
     if start >= cfg.steps:
         raise CoordfitError(f"{run} already reached {start} steps; pass --steps larger than that")
