@@ -222,10 +222,10 @@ def read_config_file(path: str | Path) -> RunSpec:
 
 def _saved_defaults(model: str) -> dict[str, Any]:
     """The model's options for runs saved before they existed (see ``create_saved_model``)."""
-    from .models import model_entry
+    from .models.registry import saved_defaults
 
     try:
-        return dict(getattr(model_entry(model).config_cls, "saved_defaults", {}))
+        return saved_defaults(model)
     except CoordfitError:  # an unknown model is refused where the run starts
         return {}
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from ..grid import GridInfo
 from ..registry import Component, Config, Registry
 
-__all__ = ["ModelEntry", "MODELS", "register_model", "list_models", "model_entry", "make_config", "create_model", "create_saved_model"]
+__all__ = ["ModelEntry", "MODELS", "register_model", "list_models", "model_entry", "make_config", "create_model", "create_saved_model", "saved_defaults"]
 
 
 @dataclass(frozen=True)
@@ -72,9 +72,13 @@ def create_model(name: str, info: GridInfo, **overrides: Any) -> Any:
     return MODELS.get(name).create(info, **overrides)
 
 
+def saved_defaults(name: str) -> dict[str, Any]:
+    """The options model ``name`` was fitted with by runs saved before those options
+    existed (its config class's ``saved_defaults``), not today's defaults."""
+    return dict(getattr(MODELS.get(name).config_cls, "saved_defaults", {}))
+
+
 def create_saved_model(name: str, info: GridInfo, saved: dict[str, Any]) -> Any:
-    """Build model ``name`` from the config a run saved. A field the run's coordfit did not
-    have yet takes the value that coordfit fitted with (the config class's
-    ``saved_defaults``), not today's default, so old runs load as they were trained."""
-    entry = MODELS.get(name)
-    return entry.create(info, **{**getattr(entry.config_cls, "saved_defaults", {}), **saved})
+    """Build model ``name`` from the config a run saved; a field the run's coordfit did not
+    have yet takes :func:`saved_defaults`, so old runs load as they were trained."""
+    return create_model(name, info, **{**saved_defaults(name), **saved})
