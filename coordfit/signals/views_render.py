@@ -13,6 +13,7 @@ from ..io import atomic_write, read_json
 from ..phases import Report, quiet
 from ..rig import Rig, orbit_poses
 from ..volume import RaySampling, SceneBox, camera_rays, render_rays
+from .image import render_size
 
 if TYPE_CHECKING:
     from .views import ViewsSignal
@@ -151,19 +152,6 @@ def _scale_k(k: torch.Tensor, image_size: tuple[int, int], size: tuple[int, int]
     return k * torch.tensor([w / w0, h / h0, w / w0, h / h0])
 
 
-def _render_size(meta: dict[str, Any], size: tuple[int, ...] | None, scale: float | None) -> tuple[int, int]:
-    h, w = meta["image_size"]
-    if size is not None:
-        if len(size) != 2:
-            raise CoordfitError("--size for a views run is WxH")
-        return int(size[1]), int(size[0])
-    if scale is not None:
-        if scale <= 0:
-            raise CoordfitError(f"--scale must be positive, got {scale}")
-        return max(1, round(h * scale)), max(1, round(w * scale))
-    return h, w
-
-
 def _pose(meta: dict[str, Any], pose: Any) -> tuple[str, torch.Tensor, torch.Tensor]:
     """``pose`` -> (name, world c2w ``[4, 4]``, fxfycxcy ``[4]`` at the views' size)."""
     from ..nvs.cameras import opengl_to_opencv
@@ -199,7 +187,7 @@ def _pose(meta: dict[str, Any], pose: Any) -> tuple[str, torch.Tensor, torch.Ten
 
 def render_name(meta: dict[str, Any], *, orbit: bool | None = None, pose: Any = None, frames: int | None = None,
                 size: tuple[int, ...] | None = None, scale: float | None = None, **unused: Any) -> str:
-    h, w = _render_size(meta, size, scale)
+    h, w = render_size({"shape": meta["image_size"]}, scale, size)
     if orbit:
         return f"orbit_{w}x{h}_{frames or _ORBIT_FRAMES}f.mp4"
     if pose is not None:
@@ -216,7 +204,7 @@ def render_from_meta(model: torch.nn.Module, meta: dict[str, Any], out: Path, *,
         raise CoordfitError(f"a views run does not take --{bad[0].replace('_', '-')}")
     if bool(orbit) == (pose is not None):
         raise CoordfitError("a views run renders with exactly one of --orbit or --pose")
-    h, w = _render_size(meta, size, scale)
+    h, w = render_size({"shape": meta["image_size"]}, scale, size)
     box, sampling = SceneBox.from_dict(meta["box"]), RaySampling(**meta["sampling"])
     image_size = tuple(meta["image_size"])
     if orbit:
