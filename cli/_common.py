@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from coordfit.errors import CoordfitError
-from coordfit.io import os_error_message
+from coordfit.core.errors import CoordfitError
+from coordfit.core.io import os_error_message
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,7 +30,7 @@ def handle_errors(func: F) -> F:
     """One stderr line for what is not a bug: exit 2 for bad input (a :class:`CoordfitError`,
     a number option that is NaN, infinite or past 64 bits, a failing file system, a size
     that does not fit in memory), exit 130 for an interruption."""
-    from coordfit.errors import TrainingInterrupted
+    from coordfit.core.errors import TrainingInterrupted
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -23,9 +23,9 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from coordfit.defaults import DEFAULT_STEPS, DEFAULTS, RESUME_SETTINGS
-from coordfit.errors import CoordfitError, TrainingInterrupted
-from coordfit.registry import field_docs
+from coordfit.core.defaults import DEFAULT_STEPS, DEFAULTS, RESUME_SETTINGS
+from coordfit.core.errors import CoordfitError, TrainingInterrupted
+from coordfit.core.registry import field_docs
 from coordfit.signals.options import SignalOptions
 
 from ._common import console, err_console, parse_options
@@ -170,8 +170,8 @@ def run_fit(kind: str, options_cls: type[SignalOptions], kw: dict[str, Any],
     ``default_preset`` applies."""
     import coordfit
     from coordfit.models import model_entry
-    from coordfit.presets import resolve_preset
-    from coordfit.runs import read_config_file
+    from coordfit.engine.presets import resolve_preset
+    from coordfit.runs.spec import read_config_file
 
     train = _given(kw, _TRAIN_FLAGS)
     first_run = False

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from coordfit.registry import field_docs
+from coordfit.core.registry import field_docs
 
 from ._common import console
 from .main import app
@@ -51,7 +51,7 @@ def _default(f: dataclasses.Field) -> object:
 @app.command("presets")
 def presets_cmd() -> None:
     """List named presets (use them with --preset, or coordfit.fit(preset=...))."""
-    from coordfit.presets import get_preset, list_presets
+    from coordfit.engine.presets import get_preset, list_presets
 
     table = Table(title="coordfit presets")
     for col in ("preset", "signal", "model", "description"):

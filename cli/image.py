@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from coordfit.errors import CoordfitError
+from coordfit.core.errors import CoordfitError
 from coordfit.signals.options import ImageOptions
 
 from ._common import console, handle_errors

@@ -30,7 +30,7 @@ _THREADS_HELP = "Torch CPU threads (default: the device's, 1 on a CPU as for ima
 def _on_device(device: str, threads: Optional[int]) -> Iterator[Any]:
     """``device`` resolved, with torch's thread count set for the work on it: ``--threads``,
     else the device's default (one on a CPU, as for the fitting commands), restored after."""
-    from coordfit.device import device_defaults, device_settings, resolve_device
+    from coordfit.core.device import device_defaults, device_settings, resolve_device
 
     dev = resolve_device(device)
     with device_settings(dev, "fp32", threads or device_defaults(dev).threads):
@@ -39,7 +39,7 @@ def _on_device(device: str, threads: Optional[int]) -> Iterator[Any]:
 
 def _check_new_file(path: Path, flag: str) -> None:
     """Refuse an output file that exists or cannot be made (a parent is a file) before any work."""
-    from coordfit.errors import CoordfitError
+    from coordfit.core.errors import CoordfitError
 
     if path.exists():
         raise CoordfitError(f"{flag} {path} exists; choose a new file")
@@ -114,9 +114,9 @@ def train_cmd(
 
     Ctrl-C (or SIGTERM) saves a checkpoint and prints how to continue.
     """
-    from coordfit.errors import CoordfitError
-    from coordfit.nvs import train as nvs_train
-    from coordfit.train import TrainingInterrupted
+    from coordfit.core.errors import CoordfitError
+    from coordfit.engine import nvs_train
+    from coordfit.engine.train import TrainingInterrupted
 
     given = [name for name in _RUN_OPTIONS if _given(ctx, name)]
     main_rank = os.environ.get("RANK", "0") == "0"  # one line under torchrun, not one per process
@@ -159,13 +159,13 @@ def _given(ctx: typer.Context, name: str) -> bool:
 @contextmanager
 def _progress(main_rank: bool, bar: bool, headline: str) -> Iterator[Any]:
     """The trainer's progress callback ``(step, total, seconds, loss)``, drawn by
-    coordfit.progress (a bar on a terminal, a line every few seconds elsewhere). Its first
+    coordfit.core.progress (a bar on a terminal, a line every few seconds elsewhere). Its first
     call comes once every check has passed, before the first step: it prints ``headline``
     (formatted with ``step`` and ``total``) and starts the display."""
     if not main_rank:
         yield None
         return
-    from coordfit.progress import Progress
+    from coordfit.core.progress import Progress
 
     shown: list[Progress] = []
 
@@ -198,12 +198,12 @@ def eval_cmd(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the scores to this new file."),
 ) -> None:
     """PSNR/SSIM on held-out views beside nearest-view and mean-of-inputs baselines."""
-    from coordfit.io import write_json
+    from coordfit.core.io import write_json
     from coordfit.nvs.data import held_out_scenes
     from coordfit.nvs.evaluate import evaluate
     from coordfit.nvs.registry import load_model
     from coordfit.nvs.scenes import load_scenes
-    from coordfit.nvs.train import check_threads
+    from coordfit.engine.nvs_train import check_threads
 
     check_threads(threads)
     if json_out is not None:
@@ -244,8 +244,8 @@ def bench_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", help=_THREADS_HELP),
 ) -> None:
     """Time lvsm vs efficient-lvsm, KV-cache add-one-view, QuadTree vs full attention."""
-    from coordfit.nvs.bench import BenchConfig, format_tables, run_bench
-    from coordfit.nvs.train import check_threads
+    from coordfit.bench.nvs import BenchConfig, format_tables, run_bench
+    from coordfit.engine.nvs_train import check_threads
 
     check_threads(threads)
     cfg = BenchConfig(width=width, head_dim=head_dim, depth=depth, targets=targets, repeats=repeats, isolate=isolate)
@@ -255,7 +255,7 @@ def bench_cmd(
         cfg.tokens = list(tokens)
     cfg.validate()
     if out is None:
-        from coordfit.io import new_run_dir
+        from coordfit.core.io import new_run_dir
 
         out = new_run_dir("nvs", "bench") / "bench.json"
     else:

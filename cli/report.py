@@ -45,8 +45,8 @@ def report_cmd(
         return
     from coordfit.bench import build_suite, parse_shard, run_suite
     from coordfit.bench.suite import with_budgets
-    from coordfit.errors import CoordfitError
-    from coordfit.train import TrainingInterrupted
+    from coordfit.core.errors import CoordfitError
+    from coordfit.engine.train import TrainingInterrupted
 
     if resume and out is None:
         raise CoordfitError("--resume needs --out DIR (the folder of the interrupted run)")

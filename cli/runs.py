@@ -22,7 +22,7 @@ def runs_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON (every field, full paths) instead of a table.")] = False,
 ) -> None:
     """List fitted runs: input, model, params, steps, seconds, quality, when (newest first)."""
-    from coordfit.runlist import list_runs
+    from coordfit.runs.listing import list_runs
 
     rows, skipped = list_runs(root)
     for folder, why in skipped:

@@ -22,21 +22,21 @@ if TYPE_CHECKING:
     from .api import load as load
     from .api import render as render
     from .api import resume as resume
-    from .errors import CoordfitError as CoordfitError
-    from .grid import GridInfo as GridInfo
+    from .core.errors import CoordfitError as CoordfitError
+    from .geometry.grid import GridInfo as GridInfo
     from .models import create_model as create_model
     from .models import list_models as list_models
     from .signals import load_signal as load_signal
-    from .train import TrainConfig as TrainConfig
+    from .engine.train import TrainConfig as TrainConfig
     from .viewfit import fit_views as fit_views
 
 # public name -> the module that defines it
 _LAZY = {
-    "CoordfitError": "errors",
+    "CoordfitError": "core.errors",
     "FitResult": "api",
-    "GridInfo": "grid",
+    "GridInfo": "geometry.grid",
     "Run": "api",
-    "TrainConfig": "train",
+    "TrainConfig": "engine.train",
     "create_model": "models",
     "fit": "api",
     "fit_views": "viewfit",

@@ -12,19 +12,19 @@ from typing import Any
 import torch
 
 from ._version import __version__
-from .checkpoint import load_train_state, load_weights, open_checkpoint
-from .defaults import RESUME_SETTINGS
-from .device import device_settings
-from .errors import CoordfitError
-from .grid import GridInfo
-from .io import new_run_dir, read_json, source_stem, write_json
+from .runs.checkpoint import load_train_state, load_weights, open_checkpoint
+from .core.defaults import RESUME_SETTINGS
+from .core.device import device_settings
+from .core.errors import CoordfitError
+from .geometry.grid import GridInfo
+from .core.io import new_run_dir, read_json, source_stem, write_json
 from .models import create_model, create_saved_model, model_entry
 from .models.base import CoordNet
-from .phases import Phases
-from .presets import resolve_preset
-from .runs import RunSpec, check_signal, discard_if_unstarted, read_config_file, read_run_config, source_sha256
+from .core.phases import Phases
+from .engine.presets import resolve_preset
+from .runs.spec import RunSpec, check_signal, discard_if_unstarted, read_config_file, read_run_config, source_sha256
 from .signals import Signal, load_signal, signal_class, signal_from_meta
-from .train import TrainConfig, Trainer
+from .engine.train import TrainConfig, Trainer
 
 __all__ = ["FitResult", "Run", "fit", "resume", "load", "render", "RESUME_SETTINGS"]
 
@@ -111,10 +111,10 @@ def fit(
     ``signal`` is a :class:`Signal`, a path, or None for the preset's signal or the kind's
     built-in default. ``model_options`` go to the model's config (``width=128``,
     ``split="x+y"``...). ``preset`` (see ``coordfit presets``) supplies the model, its
-    options and training settings under the explicit ones (:func:`~coordfit.presets.resolve_preset`);
+    options and training settings under the explicit ones (:func:`~coordfit.engine.presets.resolve_preset`);
     ``train`` is a :class:`TrainConfig` or a mapping of its fields. Without a preset the
     model is ``coordx`` and the kind ``image``. ``config`` (a JSON/YAML file, a run folder
-    or a :class:`~coordfit.runs.RunSpec`) starts from a saved run's choices, under the
+    or a :class:`~coordfit.runs.spec.RunSpec`) starts from a saved run's choices, under the
     explicit ones (a mapping ``train`` overrides the fields it names; a
     :class:`TrainConfig` those that differ from its defaults). The run folder is ``out``
     (must be empty or new) or ``runs/<kind>/<model>/<name>/``, where ``name`` defaults to
@@ -249,7 +249,7 @@ class Run:
 
 def load(run_dir: str | Path, device: str = "cpu") -> Run:
     """Load a run folder: its config, metrics, and the model with its fitted weights."""
-    from .device import resolve_device
+    from .core.device import resolve_device
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from .api import FitResult, fit, resume
-from .errors import CoordfitError
-from .io import read_json, write_json
-from .presets import resolve_preset
-from .signals.views import DEFAULT_PRESET, ViewsSignal
-from .train import TrainConfig
+from .core.errors import CoordfitError
+from .core.io import read_json, write_json
+from .engine.presets import resolve_preset
+from .signals.views.signal import DEFAULT_PRESET, ViewsSignal
+from .engine.train import TrainConfig
 
 __all__ = ["fit_views", "resume_views", "compare_run", "add_comparison"]
 
@@ -78,7 +78,7 @@ def add_comparison(result: FitResult, train: TrainConfig, progress: bool | None 
     metrics, renders = signal.score(result.model)
     result.metrics.update(metrics)
     if result.run_dir is not None:
-        from .signals.views_render import write_comparison
+        from .signals.views.render import write_comparison
 
         written = write_comparison(signal, result.model, result.run_dir, renders)
         write_json(result.run_dir / "metrics.json", result.metrics)

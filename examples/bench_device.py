@@ -32,9 +32,9 @@ import torch
 
 import coordfit
 from coordfit.bench import machine_info
-from coordfit.device import device_settings, resolve_device, synchronize
+from coordfit.core.device import device_settings, resolve_device, synchronize
 from coordfit.signals import VideoSignal, load_signal
-from coordfit.train import TrainConfig, Trainer
+from coordfit.engine.train import TrainConfig, Trainer
 
 
 def _args() -> argparse.Namespace:

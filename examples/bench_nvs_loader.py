@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader
 from coordfit.bench.timing import machine_info, time_interleaved
 from coordfit.nvs import NVSConfig, create_model
 from coordfit.nvs.data import ViewSource, batches
-from coordfit.nvs.train import NVSTrainConfig, _loss
+from coordfit.engine.nvs_train import NVSTrainConfig, _loss
 
 
 class _Steps(torch.utils.data.Dataset):

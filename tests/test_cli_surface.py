@@ -134,8 +134,8 @@ def test_resume_takes_the_flags_that_keep_the_run(runner, image_png: Path, tmp_p
 
 
 def test_a_full_out_folder_suggests_resume_only_where_there_is_one(tmp_path: Path) -> None:
-    from coordfit.errors import CoordfitError
-    from coordfit.io import ensure_empty_dir
+    from coordfit.core.errors import CoordfitError
+    from coordfit.core.io import ensure_empty_dir
 
     (tmp_path / "x").write_text("x")
     with pytest.raises(CoordfitError, match=r"not empty; choose a new folder or use --resume"):
@@ -145,7 +145,7 @@ def test_a_full_out_folder_suggests_resume_only_where_there_is_one(tmp_path: Pat
 
 
 def test_shipped_files_resolve_from_the_top_level_assets_folder() -> None:
-    from coordfit.defaults import asset_path
+    from coordfit.core.defaults import asset_path
     from coordfit.nvs.registry import SHIPPED_CHECKPOINT
 
     assert SHIPPED_CHECKPOINT == asset_path("nvs", "efficient-lvsm-32px.safetensors") and SHIPPED_CHECKPOINT.is_file()

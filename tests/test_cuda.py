@@ -18,7 +18,7 @@ import coordfit  # noqa: E402
 from coordfit import TrainConfig  # noqa: E402
 from coordfit.signals import ImageSignal, VideoSignal, load_signal  # noqa: E402
 from coordfit.signals.video import render_frames  # noqa: E402
-from coordfit.train import Trainer  # noqa: E402
+from coordfit.engine.train import Trainer  # noqa: E402
 
 from conftest import smooth_image  # noqa: E402
 

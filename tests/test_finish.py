@@ -14,13 +14,13 @@ import pytest
 import torch
 
 import coordfit
-from coordfit.phases import Phases
+from coordfit.core.phases import Phases
 from coordfit.signals import ImageSignal, ShapeSignal, VideoSignal
 from coordfit.signals import mesh_labels as ml
 from coordfit.signals import shape as shape_module
 from coordfit.signals.image import render_size
 from coordfit.signals.isosurface import field_volume, marching_cubes, surface_volume
-from coordfit.train import TrainConfig
+from coordfit.engine.train import TrainConfig
 
 from conftest import smooth_image
 
@@ -260,7 +260,7 @@ def test_image_render_size_is_checked_once() -> None:
 def test_psnr_and_ssim_equal_scikit_image(h: int, w: int, c: int) -> None:
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-    from coordfit.metrics import frame_psnr, frame_ssim, image_psnr, image_ssim
+    from coordfit.core.metrics import frame_psnr, frame_ssim, image_psnr, image_ssim
 
     rng = np.random.default_rng(h)
     target = rng.random((4, h, w, c))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from coordfit.device import DEFAULTS
+from coordfit.core.device import DEFAULTS
 from coordfit_cli.main import app
 
 
@@ -62,7 +62,7 @@ def test_bad_numbers_are_one_line(runner, image_png: Path, tmp_path: Path, args,
 
 
 def test_progress_off_a_terminal_prints_plain_lines(runner, image_png: Path, tmp_path: Path, monkeypatch) -> None:
-    from coordfit import progress
+    from coordfit.core import progress
 
     monkeypatch.setattr(progress.Progress, "__init__", _every(progress.Progress.__init__, 0.0))
     res = runner.invoke(app, ["image", str(image_png), "--out", str(tmp_path / "p"), "--steps", "4", "--width", "8"])

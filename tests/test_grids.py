@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from coordfit.errors import CoordfitError
-from coordfit.grid import GridInfo, axis_coords, branch_points, evaluate_grid
+from coordfit.core.errors import CoordfitError
+from coordfit.geometry.grid import GridInfo, axis_coords, branch_points, evaluate_grid
 from coordfit.models import create_model
 from coordfit.models.grid_encoding import PRIMES, GridSpec, MultiresGrid, growth_factor
 from coordfit.models.tcnn import TcnnLayout, tcnn_available, tcnn_encoding_config
 from coordfit.signals.image import ImageSignal
-from coordfit.train import TrainConfig, Trainer
+from coordfit.engine.train import TrainConfig, Trainer
 
 from conftest import smooth_image
 
@@ -205,7 +205,7 @@ def test_splitgrid_grid_path_equals_pointwise(info: GridInfo, opts: dict) -> Non
     pointwise = model(x).reshape(*info.shape, -1)
     torch.testing.assert_close(evaluate_grid(model, coords, chunk=37), pointwise, rtol=1e-4, atol=1e-5)
     probe = torch.randn_like(pointwise)
-    from coordfit.grid import to_axis_order
+    from coordfit.geometry.grid import to_axis_order
 
     g_grid = torch.autograd.grad((to_axis_order(grid, model.branches, info.shape) * probe).sum(), model.parameters())
     g_point = torch.autograd.grad((pointwise * probe).sum(), model.parameters())

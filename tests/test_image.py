@@ -10,7 +10,7 @@ import pytest
 
 import coordfit
 from coordfit import TrainConfig
-from coordfit.errors import CoordfitError
+from coordfit.core.errors import CoordfitError
 from coordfit.signals import ImageSignal
 from coordfit.signals.image import read_image, save_image
 

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from coordfit.errors import CoordfitError
-from coordfit.grid import GridInfo, axis_coords, branch_points, evaluate_grid, parse_split
+from coordfit.core.errors import CoordfitError
+from coordfit.geometry.grid import GridInfo, axis_coords, branch_points, evaluate_grid, parse_split
 from coordfit.models import create_model, list_models, make_config, model_entry
 from coordfit.models.layers import SineLinear, siren_init_
 
@@ -213,7 +213,7 @@ def test_runs_saved_before_shared_bias_load_with_the_whole_bias(tmp_path, image_
     import json
 
     import coordfit
-    from coordfit.train import TrainConfig
+    from coordfit.engine.train import TrainConfig
 
     run = tmp_path / "r"
     coordfit.fit(image_png, "coordx", train=TrainConfig(steps=3), out=run, progress=False, width=16)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from coordfit.errors import CoordfitError
+from coordfit.core.errors import CoordfitError
 from coordfit.nvs import NVSConfig, create_model
 from coordfit.nvs.attention import full_attention, quadtree_attention
 
@@ -92,7 +92,7 @@ def test_quadtree_model_with_full_topk_equals_full_model():
     quad.load_state_dict(full.state_dict())
     g = torch.Generator().manual_seed(1)
     imgs = torch.rand(1, 2, 3, 16, 16, generator=g, dtype=torch.float64)
-    from coordfit.nvs.cameras import look_at
+    from coordfit.geometry.cameras import look_at
 
     c2w = look_at(torch.tensor([[3.0, 0, 1], [0, 3.0, 1], [2.0, 2.0, 1]], dtype=torch.float64),
                   torch.zeros(3, 3, dtype=torch.float64))[None]

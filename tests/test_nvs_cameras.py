@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from coordfit.nvs.cameras import look_at, normalize_poses, opengl_to_opencv, pixel_rays, plucker
+from coordfit.geometry.cameras import look_at, normalize_poses, opengl_to_opencv, pixel_rays, plucker
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

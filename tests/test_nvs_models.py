@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from coordfit.errors import CoordfitError
+from coordfit.core.errors import CoordfitError
 from coordfit.nvs import NVSConfig, create_model, list_models, load_model, save_model
 from coordfit.nvs.attention import ATTENTION_KINDS
 from coordfit.nvs.procedural import ProceduralConfig, make_scene

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from coordfit.errors import CoordfitError
+from coordfit.core.errors import CoordfitError
 from coordfit.nvs.procedural import ProceduralConfig, make_scene
 from coordfit.nvs.scenes import list_scenes, load_scene, save_scene
 

@@ -12,12 +12,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from coordfit.errors import CoordfitError
+from coordfit.core.errors import CoordfitError
 from coordfit.nvs import NVSConfig, create_model, load_model
 from coordfit.nvs.data import ViewSource, batches, held_out_scenes
 from coordfit.nvs.evaluate import baselines, evaluate
-from coordfit.nvs.train import NVSTrainConfig, lr_at, resume, train
-from coordfit.train import TrainingInterrupted
+from coordfit.engine.nvs_train import NVSTrainConfig, lr_at, resume, train
+from coordfit.engine.train import TrainingInterrupted
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -179,7 +179,7 @@ def test_torch_threads_follow_the_device_default_or_the_option_and_are_restored(
 
 
 def test_a_diverged_run_stops_with_one_line_and_keeps_its_last_checkpoint(tmp_path, monkeypatch):
-    from coordfit.nvs import train as nvs_train
+    from coordfit.engine import nvs_train
 
     run = train(_cfg(steps=4, log_every=2, checkpoint_every=2, workers=0), out=tmp_path / "run")
     good = _snapshot(run)
@@ -276,7 +276,7 @@ def test_config_refuses_bad_values_with_one_line(change, message):
 
 
 def test_config_round_trips_and_refuses_unknown_keys():
-    from coordfit.registry import Config
+    from coordfit.core.registry import Config
 
     cfg = _cfg(workers=2)
     assert isinstance(cfg, Config)  # the one config base

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from coordfit.progress import Progress, format_fields
+from coordfit.core.progress import Progress, format_fields
 
 
 def test_the_binding_limit_sets_the_fraction() -> None:

@@ -11,18 +11,18 @@ import pytest
 import torch
 
 import coordfit
-from coordfit.errors import CoordfitError
-from coordfit.grid import GridInfo
+from coordfit.core.errors import CoordfitError
+from coordfit.geometry.grid import GridInfo
 from coordfit.models import create_model, list_models, make_config, model_entry, register_model
 from coordfit.models.grid_encoding import GridSpec
 from coordfit.nvs import NVSConfig
 from coordfit.nvs import create_model as create_nvs_model
 from coordfit.nvs import registry as nvs_registry
-from coordfit.presets import PRESETS, register_preset, resolve_preset
-from coordfit.registry import Config, Registry, field_docs
+from coordfit.engine.presets import PRESETS, register_preset, resolve_preset
+from coordfit.core.registry import Config, Registry, field_docs
 from coordfit.signals import ImageSignal, register_signal, signal_class
 from coordfit.signals.base import SIGNALS
-from coordfit.train import TrainConfig
+from coordfit.engine.train import TrainConfig
 
 from conftest import smooth_image
 

@@ -18,7 +18,7 @@ from coordfit.bench import (KindSettings, ModelSpec, SignalSpec, Suite, merge_re
                             time_interleaved, train_interleaved)
 from coordfit.bench.report import fmt
 from coordfit.bench.suite import build_suite, load_bench_signal, resolve_model_options, shard_signals, with_budgets
-from coordfit.errors import CoordfitError
+from coordfit.core.errors import CoordfitError
 from conftest import smooth_image
 
 MODELS = ("siren", "coordx")
@@ -260,7 +260,7 @@ def test_suites_and_shards():
 
 
 def test_equal_parameter_matching():
-    from coordfit.grid import GridInfo
+    from coordfit.geometry.grid import GridInfo
     from coordfit.models import create_model
 
     info = GridInfo(("y", "x"), (64, 64), 3, "x+y")
@@ -317,7 +317,7 @@ def test_a_typo_in_the_suite_options_stops_the_run(tmp_path):
 
 
 def test_the_width_goes_to_mlps_and_grid_models_keep_theirs():
-    from coordfit.grid import GridInfo
+    from coordfit.geometry.grid import GridInfo
     from coordfit.models import list_models, model_entry
 
     info = GridInfo(("y", "x"), (16, 16), 3, "x+y")

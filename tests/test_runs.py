@@ -16,10 +16,10 @@ import pytest
 
 import coordfit
 from coordfit import TrainConfig
-from coordfit.errors import CoordfitError
-from coordfit.io import source_stem
-from coordfit.runs import read_config_file
-from coordfit.train import Trainer, TrainingInterrupted
+from coordfit.core.errors import CoordfitError
+from coordfit.core.io import source_stem
+from coordfit.runs.spec import read_config_file
+from coordfit.engine.train import Trainer, TrainingInterrupted
 from coordfit_cli.main import app
 
 TINY = {"width": 8}
@@ -228,7 +228,7 @@ class _Recorder:
 
 
 def test_loggers_get_the_log_rows_and_nothing_else(tmp_path, image_png, one_thread) -> None:
-    from coordfit.loggers import CsvLog
+    from coordfit.engine.loggers import CsvLog
     from coordfit.signals import ImageSignal
 
     signal = ImageSignal.load(image_png)
@@ -245,7 +245,7 @@ def test_loggers_get_the_log_rows_and_nothing_else(tmp_path, image_png, one_thre
 
 
 def test_a_failing_logger_warns_and_keeps_the_run(tmp_path, image_png, one_thread, monkeypatch) -> None:
-    from coordfit.loggers import CurvesPlot
+    from coordfit.engine.loggers import CurvesPlot
 
     def broken(self):
         raise CoordfitError("cannot write curves.png: the disk is full")
@@ -289,7 +289,7 @@ def test_tensorboard_logs_the_rows_and_a_resume_hides_the_killed_tail(tmp_path, 
     assert [e.value for e in psnr] == pytest.approx([float(r["psnr"]) for r in rows], abs=1e-3)
     assert {"train/loss", "train/seconds"} <= set(events.Tags()["scalars"])
     # after a kill, a resume from the checkpoint at step 4 hides the rows the killed session logged after it
-    from coordfit.loggers import TensorBoardLogger
+    from coordfit.engine.loggers import TensorBoardLogger
 
     for start, steps, value in ((0, range(1, 7), 1.0), (4, range(5, 8), 2.0)):
         tb = TensorBoardLogger(tmp_path / "k")
@@ -348,7 +348,7 @@ def test_coordfit_runs_reads_interrupted_and_older_runs(runner, tmp_path, image_
     _ctrl_c_at_call(4, monkeypatch)
     with pytest.raises(TrainingInterrupted):
         _fit(image_png, root=root, name="cut", steps=50)
-    from coordfit.runlist import list_runs
+    from coordfit.runs.listing import list_runs
 
     rows = {Path(r.path).name: r for r in list_runs(root)[0]}
     assert rows["old"].steps == 4 and rows["old"].quality is not None

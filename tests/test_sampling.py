@@ -11,9 +11,9 @@ import torch
 from scipy.stats import chi2
 from torch.overrides import TorchFunctionMode
 
-from coordfit import grid
-from coordfit.errors import CoordfitError
-from coordfit.grid import axis_coords, branch_points, check_generator, gather, parse_split, sample_branches
+from coordfit.geometry import grid
+from coordfit.core.errors import CoordfitError
+from coordfit.geometry.grid import axis_coords, branch_points, check_generator, gather, parse_split, sample_branches
 from coordfit.signals import ShapeSignal, VideoSignal
 from coordfit.signals import shape as shape_mod
 

@@ -16,10 +16,10 @@ import trimesh
 
 import coordfit
 from coordfit import TrainConfig
-from coordfit.errors import CoordfitError
-from coordfit.grid import axis_coords, branch_points, evaluate_grid, parse_split
+from coordfit.core.errors import CoordfitError
+from coordfit.geometry.grid import axis_coords, branch_points, evaluate_grid, parse_split
 from coordfit.models.registry import model_entry
-from coordfit.presets import PRESETS
+from coordfit.engine.presets import PRESETS
 from coordfit.signals import ShapeSignal
 from coordfit.signals import mesh_labels as ml
 from coordfit.signals.shape import extract_mesh, field_volume

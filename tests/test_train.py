@@ -11,9 +11,9 @@ import torch
 
 import coordfit
 from coordfit import TrainConfig
-from coordfit.errors import CoordfitError
+from coordfit.core.errors import CoordfitError
 from coordfit.signals import ImageSignal
-from coordfit.train import Trainer, TrainingInterrupted
+from coordfit.engine.train import Trainer, TrainingInterrupted
 
 from conftest import smooth_image
 

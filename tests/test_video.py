@@ -15,10 +15,10 @@ import torch
 
 import coordfit
 from coordfit import TrainConfig
-from coordfit.errors import CoordfitError
-from coordfit.grid import axis_coords, branch_points, parse_split
-from coordfit.metrics import image_psnr
-from coordfit.presets import PRESETS
+from coordfit.core.errors import CoordfitError
+from coordfit.geometry.grid import axis_coords, branch_points, parse_split
+from coordfit.core.metrics import image_psnr
+from coordfit.engine.presets import PRESETS
 from coordfit.signals import VideoSignal, load_signal
 from coordfit.signals.video import render_frames
 from coordfit_cli.main import app

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import coordfit
-from coordfit.presets import PRESETS
-from coordfit.signals.views import ViewsSignal
+from coordfit.engine.presets import PRESETS
+from coordfit.signals.views.signal import ViewsSignal
 from coordfit_cli.main import app
 
 # Small everything: 16 px views, few samples per ray, a small hash grid.
@@ -28,7 +28,7 @@ FAST_CLI = ["--set", "samples_front=1", "--set", "samples_inner=8", "--set", "sa
 @pytest.fixture
 def scene_json(tmp_path: Path) -> Path:
     from coordfit.nvs import save_scene
-    from coordfit.signals.posed_views import read_views
+    from coordfit.signals.views.data import read_views
 
     return save_scene(read_views("procedural:1000000007,views=4,size=16"), tmp_path / "scene")
 
@@ -46,8 +46,8 @@ def tiny_prior(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("name", ["efficient-lvsm", "lvsm"])
 def test_a_prior_runs_at_its_own_size(one_thread, tmp_path: Path, name: str) -> None:
     from coordfit.nvs import NVSConfig, create_model, save_model
-    from coordfit.nvs.prior import ViewPrior
-    from coordfit.signals.posed_views import read_views
+    from coordfit.signals.views.prior import ViewPrior
+    from coordfit.signals.views.data import read_views
 
     torch.manual_seed(0)
     path = save_model(tmp_path / "p.safetensors", create_model(name, NVSConfig(width=32, depth=1, head_dim=16)), {"size": 8})
@@ -69,8 +69,8 @@ def test_a_prior_runs_at_its_own_size(one_thread, tmp_path: Path, name: str) -> 
 
 def test_a_prior_trained_with_normalized_poses_gets_them(one_thread, tmp_path: Path) -> None:
     from coordfit.nvs import NVSConfig, create_model, normalize_poses, save_model
-    from coordfit.nvs.prior import ViewPrior
-    from coordfit.signals.posed_views import read_views
+    from coordfit.signals.views.prior import ViewPrior
+    from coordfit.signals.views.data import read_views
 
     torch.manual_seed(0)
     model = create_model("efficient-lvsm", NVSConfig(width=32, depth=1, head_dim=16))

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from coordfit.errors import CoordfitError
-from coordfit.rig import Rig, estimate_up, look_at_point, orbit_poses, pseudo_poses
-from coordfit.signals.posed_views import choose_views, read_transforms, read_views
-from coordfit.volume import (
+from coordfit.core.errors import CoordfitError
+from coordfit.geometry.rig import Rig, estimate_up, look_at_point, orbit_poses, pseudo_poses
+from coordfit.signals.views.data import choose_views, read_transforms, read_views
+from coordfit.geometry.volume import (
     RaySampling,
     composite,
     contract,
@@ -91,7 +91,7 @@ def test_distortion_equals_the_quadratic_reference() -> None:
 
 
 def _orbit_cameras(up: torch.Tensor, centre: torch.Tensor, count: int = 3) -> torch.Tensor:
-    from coordfit.nvs.cameras import look_at
+    from coordfit.geometry.cameras import look_at
 
     e1 = torch.nn.functional.normalize(torch.cross(up, torch.tensor([0.3, 1.0, 0.2]), dim=0), dim=0)
     e2 = torch.cross(up, e1, dim=0)
@@ -115,7 +115,7 @@ def test_rig_finds_the_look_at_point_and_up_of_a_tilted_rig() -> None:
 
 
 def test_procedural_scenes_stay_in_the_prior_frame() -> None:
-    from coordfit.nvs.prior import _procedural_frame
+    from coordfit.signals.views.prior import _procedural_frame
 
     scene = read_views("procedural:1000000004,views=3,size=8")
     rot, shift, scale = _procedural_frame(scene.c2w[:2])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_write
+from ..core.io import atomic_write
 from .report import curves_name, kind_metrics
 
 __all__ = ["write_plots"]

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CoordfitError
-from ..io import read_json
+from ..core.errors import CoordfitError
+from ..core.io import read_json
 
 __all__ = ["Is", "read_record", "read_item", "read_suite_file", "check_record",
            "SUITE_FILE", "FIT_ITEM", "FAILED_ITEM", "TIMING_ITEM"]

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from .._version import __version__
-from ..errors import CoordfitError
-from ..io import atomic_write, ensure_empty_dir, write_json
+from ..core.errors import CoordfitError
+from ..core.io import atomic_write, ensure_empty_dir, write_json
 from .records import read_item, read_suite_file
 from .suite import PROTOCOLS, Suite
 

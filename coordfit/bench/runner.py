@@ -25,13 +25,13 @@ import numpy as np
 import torch
 
 from .._version import __version__
-from ..device import device_settings, resolve_device
-from ..errors import CoordfitError
-from ..grid import axis_coords, evaluate_grid
-from ..io import ensure_empty_dir, write_json
+from ..core.device import device_settings, resolve_device
+from ..core.errors import CoordfitError
+from ..geometry.grid import axis_coords, evaluate_grid
+from ..core.io import ensure_empty_dir, write_json
 from ..models import create_model, model_entry
-from ..progress import Progress
-from ..train import TrainConfig, Trainer
+from ..core.progress import Progress
+from ..engine.train import TrainConfig, Trainer
 from .records import read_item, read_suite_file
 from .suite import PROTOCOLS, ModelSpec, SignalSpec, Suite, load_bench_signal, resolve_model_options, shard_signals
 from .timing import PeakMemory, machine_info, time_interleaved
@@ -199,7 +199,7 @@ def _timing_item(spec: SignalSpec, signal: Any, fitted: dict[str, tuple[dict[str
 
 
 class _Units:
-    """Counts the suite's units of work into a :class:`~coordfit.progress.Progress`."""
+    """Counts the suite's units of work into a :class:`~coordfit.core.progress.Progress`."""
 
     def __init__(self, bar: Progress) -> None:
         self.bar, self.done, self.what, self.t0 = bar, 0, "", time.perf_counter()

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import CoordfitError
-from ..grid import GridInfo
+from ..core.errors import CoordfitError
+from ..geometry.grid import GridInfo
 from ..models import create_model, list_models, model_entry
 
 __all__ = [

@@ -1,7 +1,7 @@
 """The one timing protocol every coordfit benchmark uses.
 
 * warm-up calls first (allocator, kernels, lazy init), not measured;
-* :func:`coordfit.device.synchronize` before starting and before stopping the clock, so
+* :func:`coordfit.core.device.synchronize` before starting and before stopping the clock, so
   queued GPU work is counted;
 * several repeats, reported as median with min and max;
 * models that are compared are measured in the same process, their repeats
@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from ..device import synchronize
+from ..core.device import synchronize
 
 __all__ = ["Stat", "time_call", "time_interleaved", "train_interleaved", "PeakMemory", "machine_info"]
 
@@ -81,7 +81,7 @@ def train_interleaved(
     stops: Iterable[float],
     after: Callable[[str, Any], None] | None = None,
 ) -> None:
-    """Train each :class:`~coordfit.train.Trainer` up to each of ``stops`` (cumulative
+    """Train each :class:`~coordfit.engine.train.Trainer` up to each of ``stops`` (cumulative
     training seconds, ascending), the trainers taking turns at every stop; ``after(name,
     trainer)`` runs after each turn (outside the training clock). A trainer's time budget
     counts from each ``run()``, so each turn gets what is left to its stop."""

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..grid import GridInfo, format_split, parse_split
+from ..geometry.grid import GridInfo, format_split, parse_split
 from .layers import macs
 
 __all__ = ["CoordNet"]

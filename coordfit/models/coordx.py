@@ -27,9 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from ..errors import CoordfitError
-from ..grid import GridInfo
-from ..registry import Config
+from ..core.errors import CoordfitError
+from ..geometry.grid import GridInfo
+from ..core.registry import Config
 from .fusion import SplitNet
 from .layers import make_encoding
 from .registry import register_model

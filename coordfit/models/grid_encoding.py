@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import CoordfitError
-from ..registry import Config
+from ..core.errors import CoordfitError
+from ..core.registry import Config
 
 __all__ = ["GridSpec", "MultiresGrid", "PRIMES", "growth_factor"]
 

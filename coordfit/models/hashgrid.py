@@ -23,8 +23,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..errors import CoordfitError
-from ..grid import GridInfo
+from ..core.errors import CoordfitError
+from ..geometry.grid import GridInfo
 from .base import CoordNet
 from .grid_encoding import GridSpec, MultiresGrid
 from .layers import mlp

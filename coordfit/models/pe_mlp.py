@@ -7,9 +7,9 @@ from typing import Literal
 
 import torch
 
-from ..errors import CoordfitError
-from ..grid import GridInfo
-from ..registry import Config
+from ..core.errors import CoordfitError
+from ..geometry.grid import GridInfo
+from ..core.registry import Config
 from .base import CoordNet
 from .layers import make_encoding, mlp
 from .registry import register_model

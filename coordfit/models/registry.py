@@ -1,6 +1,6 @@
 """The model registry: one place the CLI, the benchmark and the tests enumerate models.
 
-Built on :class:`coordfit.registry.Registry`, as the view-synthesis models, the signal
+Built on :class:`coordfit.core.registry.Registry`, as the view-synthesis models, the signal
 kinds and the presets are.
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..grid import GridInfo
-from ..registry import Component, Config, Registry
+from ..geometry.grid import GridInfo
+from ..core.registry import Component, Config, Registry
 
 __all__ = ["ModelEntry", "MODELS", "register_model", "list_models", "model_entry", "make_config", "create_model", "create_saved_model", "saved_defaults"]
 

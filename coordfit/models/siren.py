@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import CoordfitError
-from ..grid import GridInfo
-from ..registry import Config
+from ..core.errors import CoordfitError
+from ..geometry.grid import GridInfo
+from ..core.registry import Config
 from .base import CoordNet
 from .layers import mlp
 from .registry import register_model

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import CoordfitError
-from ..grid import GridInfo
+from ..core.errors import CoordfitError
+from ..geometry.grid import GridInfo
 from .fusion import SplitNet
 from .grid_encoding import GridSpec, MultiresGrid
 from .registry import register_model

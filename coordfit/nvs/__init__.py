@@ -11,11 +11,11 @@ Models map posed input views to images at new camera poses::
 
 from .attention import full_attention as full_attention
 from .attention import quadtree_attention as quadtree_attention
-from .cameras import look_at as look_at
-from .cameras import normalize_poses as normalize_poses
-from .cameras import opengl_to_opencv as opengl_to_opencv
-from .cameras import pixel_rays as pixel_rays
-from .cameras import plucker as plucker
+from ..geometry.cameras import look_at as look_at
+from ..geometry.cameras import normalize_poses as normalize_poses
+from ..geometry.cameras import opengl_to_opencv as opengl_to_opencv
+from ..geometry.cameras import pixel_rays as pixel_rays
+from ..geometry.cameras import plucker as plucker
 from .efficient_lvsm import EfficientLVSM as EfficientLVSM
 from .efficient_lvsm import ViewCache as ViewCache
 from .layers import NVSConfig as NVSConfig

@@ -30,7 +30,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ..errors import CoordfitError
+from ..core.errors import CoordfitError
 
 __all__ = ["AttentionKind", "ATTENTION_KINDS", "full_attention", "quadtree_attention", "check_quadtree"]
 

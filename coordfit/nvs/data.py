@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CoordfitError
-from ..io import ensure_empty_dir
-from .cameras import normalize_poses
+from ..core.errors import CoordfitError
+from ..core.io import ensure_empty_dir
+from ..geometry.cameras import normalize_poses
 from .procedural import ProceduralConfig, make_scene
 from .scenes import Scene, load_scenes, save_scene
 

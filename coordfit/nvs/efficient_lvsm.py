@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import CoordfitError
+from ..core.errors import CoordfitError
 from .layers import Block, NVSConfig, RenderHead, Tokenizer, camera_inputs, init_weights
 
 __all__ = ["EfficientLVSM", "ViewCache"]

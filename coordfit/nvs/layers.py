@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..errors import CoordfitError
-from ..registry import Config
+from ..core.errors import CoordfitError
+from ..core.registry import Config
 from .attention import AttentionKind, check_quadtree, full_attention, quadtree_attention
-from .cameras import plucker
+from ..geometry.cameras import plucker
 
 __all__ = ["NVSConfig", "Attention", "Block", "Tokenizer", "RenderHead", "init_weights", "camera_inputs"]
 

@@ -16,8 +16,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ..errors import CoordfitError
-from .cameras import intrinsics_from_fov, look_at, pixel_rays
+from ..core.errors import CoordfitError
+from ..geometry.cameras import intrinsics_from_fov, look_at, pixel_rays
 from .scenes import Scene
 
 __all__ = ["ProceduralConfig", "make_scene", "render"]

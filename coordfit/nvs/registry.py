@@ -9,11 +9,11 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from ..checkpoint import load_weights, open_checkpoint, save_weights, weights_metadata
-from ..defaults import asset_path
-from ..errors import CoordfitError
-from ..io import read_json, write_json
-from ..registry import Component, Registry
+from ..runs.checkpoint import load_weights, open_checkpoint, save_weights, weights_metadata
+from ..core.defaults import asset_path
+from ..core.errors import CoordfitError
+from ..core.io import read_json, write_json
+from ..core.registry import Component, Registry
 from .efficient_lvsm import EfficientLVSM
 from .layers import NVSConfig
 from .lvsm import LVSM

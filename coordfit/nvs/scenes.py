@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import CoordfitError
-from ..io import atomic_write, read_json, write_json
+from ..core.errors import CoordfitError
+from ..core.io import atomic_write, read_json, write_json
 
 __all__ = ["Scene", "load_scene", "save_scene", "list_scenes", "load_scenes"]
 

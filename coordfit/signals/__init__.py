@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .image import ImageSignal as ImageSignal
     from .shape import ShapeSignal as ShapeSignal
     from .video import VideoSignal as VideoSignal
-    from .views import ViewsSignal as ViewsSignal
+    from .views.signal import ViewsSignal as ViewsSignal
 
 _KINDS = ("image", "video", "shape", "views")  # the built-in kinds' modules, in registration order
 _LAZY = {"GridSignal": "base", "Signal": "base", "register_signal": "base", "signal_class": "base",

@@ -10,9 +10,9 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from ..grid import GridInfo, check_generator, gather, sample_branches
-from ..phases import Report, quiet
-from ..registry import Registry
+from ..geometry.grid import GridInfo, check_generator, gather, sample_branches
+from ..core.phases import Report, quiet
+from ..core.registry import Registry
 from .options import SignalOptions
 
 __all__ = ["Signal", "GridSignal", "SIGNALS", "register_signal", "signal_class", "signal_kinds", "psnr_from_mse"]
@@ -80,7 +80,7 @@ class Signal(ABC):
     @classmethod
     def read_options(cls, options: Mapping[str, Any]) -> SignalOptions:
         """``options`` as the kind's typed config: unknown keys refused, values read by
-        type and validated, in one :class:`~coordfit.errors.CoordfitError` line."""
+        type and validated, in one :class:`~coordfit.core.errors.CoordfitError` line."""
         return cls.options_cls.from_dict(options, owner=f"{cls.kind} signal")
 
     @property
@@ -122,7 +122,7 @@ class Signal(ABC):
 
         Progress goes only through ``report(phase, done, total)`` after each unit of work
         (phases ``render``, ``mesh``, ``metrics``, ``export``...; see
-        :mod:`coordfit.phases`); a signal draws no terminal UI of its own. Metrics are
+        :mod:`coordfit.core.phases`); a signal draws no terminal UI of its own. Metrics are
         JSON-able; a result that is there but empty says so in ``metrics["warnings"]``.
         """
 
@@ -157,7 +157,7 @@ class GridSignal(Signal):
     """A signal stored densely as ``values [*shape, C]`` on [-1, 1]; MSE loss, PSNR quality.
 
     Batches are drawn on ``values.device`` with the generator passed in, in O(batch)
-    (:func:`coordfit.grid.sample_branches`); when the whole grid fits the budget it is
+    (:func:`coordfit.geometry.grid.sample_branches`); when the whole grid fits the budget it is
     built once and reused every step.
     """
 

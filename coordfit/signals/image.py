@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CoordfitError
-from ..grid import axis_coords, evaluate_grid
-from ..io import atomic_write
-from ..phases import Report, quiet
+from ..core.errors import CoordfitError
+from ..geometry.grid import axis_coords, evaluate_grid
+from ..core.io import atomic_write
+from ..core.phases import Report, quiet
 from .base import GridSignal, register_signal
 from .options import ImageOptions
 
@@ -254,7 +254,7 @@ class ImageSignal(GridSignal):
     def finish(self, model: torch.nn.Module, run_dir: Path | None = None,
                report: Report = quiet) -> tuple[dict[str, Any], list[Path]]:
         """``psnr`` and ``ssim`` of one render, which is also ``reconstruction.png``."""
-        from ..metrics import image_psnr, image_ssim
+        from ..core.metrics import image_psnr, image_ssim
 
         recon = render_image(model, *self.shape, report=report)
         metrics = {"psnr": image_psnr(recon, self.pixels01), "ssim": image_ssim(recon, self.pixels01)}

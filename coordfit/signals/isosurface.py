@@ -9,7 +9,7 @@
 * :func:`marching_cubes` / :func:`extract_mesh` turn a field into a mesh (normalised
   frame); :func:`mesh_metrics` compares two meshes (chamfer, normal consistency).
 
-All evaluation goes through :func:`coordfit.grid.evaluate_grid` (memory-bounded chunks,
+All evaluation goes through :func:`coordfit.geometry.grid.evaluate_grid` (memory-bounded chunks,
 the model's device) and reports ``render`` progress through the callback passed in.
 """
 
@@ -21,8 +21,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..grid import axis_coords, evaluate_grid
-from ..phases import Report, quiet
+from ..geometry.grid import axis_coords, evaluate_grid
+from ..core.phases import Report, quiet
 from . import mesh_labels as ml
 
 __all__ = ["BLOCK", "field_volume", "surface_volume", "marching_cubes", "extract_mesh", "mesh_metrics"]

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CoordfitError
+from ..core.errors import CoordfitError
 
 __all__ = [
     "MeshData",

@@ -1,4 +1,4 @@
-"""The options of each signal kind, as typed configs on :class:`coordfit.registry.Config`.
+"""The options of each signal kind, as typed configs on :class:`coordfit.core.registry.Config`.
 
 A signal's ``load(source, **options)`` reads its options through its class here (the
 signal's ``options_cls``): unknown keys refused, values read by type, validated once,
@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal
 
-from ..errors import CoordfitError
-from ..registry import Config
+from ..core.errors import CoordfitError
+from ..core.registry import Config
 
 __all__ = ["SignalOptions", "ImageOptions", "VideoOptions", "ShapeOptions", "ViewsOptions", "parse_indices"]
 

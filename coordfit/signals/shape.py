@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CoordfitError
-from ..grid import PERMUTE_RATIO, axis_coords, check_generator, flat_to_index, gather, index_coords, sub_grid_counts
-from ..io import atomic_write
-from ..phases import Report, quiet
+from ..core.errors import CoordfitError
+from ..geometry.grid import PERMUTE_RATIO, axis_coords, check_generator, flat_to_index, gather, index_coords, sub_grid_counts
+from ..core.io import atomic_write
+from ..core.phases import Report, quiet
 from . import mesh_labels as ml
 from .base import Signal, register_signal
 from .isosurface import extract_mesh, field_volume, marching_cubes, mesh_metrics, surface_volume

@@ -1,11 +1,11 @@
 """Videos: fit a clip on a (t, y, x) grid, write reconstruction.mp4, render at any size or rate.
 
-Sampling is the grid's split-aware sampling (:func:`coordfit.grid.sample_branches`):
+Sampling is the grid's split-aware sampling (:func:`coordfit.geometry.grid.sample_branches`):
 ``xy+t`` draws random frames x random pixel positions, ``x+y+t`` random subsets of
 each axis, an unsplit model random points of the whole clip (with replacement), each in
 O(batch) on the clip's device whatever the clip's length. Everything that renders
 (metrics, the MP4, ``coordfit render``) goes a few frames at a time through
-:func:`coordfit.grid.evaluate_grid`, so memory stays bounded by the chunk size.
+:func:`coordfit.geometry.grid.evaluate_grid`, so memory stays bounded by the chunk size.
 
 A clip of one frame (a one-frame file, or ``--max-frames 1``) is fitted as it is: its
 t axis holds the single coordinate 0, so the model becomes an image model, and the
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CoordfitError
-from ..grid import axis_coords, evaluate_grid
-from ..phases import Report, quiet
+from ..core.errors import CoordfitError
+from ..geometry.grid import axis_coords, evaluate_grid
+from ..core.phases import Report, quiet
 from .base import GridSignal, register_signal
 from .options import VideoOptions
 from .video_io import BUILTIN_PREFIX, frames_per_chunk, read_clip, write_mp4
@@ -140,7 +140,7 @@ class VideoSignal(GridSignal):
         """One render, a few frames at a time: each chunk is scored (``psnr`` and ``ssim``,
         means over frames, and ``psnr_per_frame``) and, with a ``run_dir``, encoded into
         ``reconstruction.mp4`` (the fitted clip's frame count, size and frame rate)."""
-        from ..metrics import frame_psnr, frame_ssim
+        from ..core.metrics import frame_psnr, frame_ssim
 
         t, h, w = self.shape
         psnr: list[float] = []

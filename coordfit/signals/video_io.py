@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CoordfitError
-from ..io import atomic_write
+from ..core.errors import CoordfitError
+from ..core.io import atomic_write
 from .options import VideoOptions
 
 __all__ = ["VideoOptions", "Clip", "read_clip", "write_mp4", "builtin_frames", "BUILTIN_PREFIX"]

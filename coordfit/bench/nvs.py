@@ -31,13 +31,13 @@ from typing import Any
 
 import torch
 
-from ..bench.timing import PeakMemory, machine_info, time_call, time_interleaved
-from ..errors import CoordfitError
-from ..io import write_json
-from .attention import full_attention, quadtree_attention
-from .layers import NVSConfig
-from .procedural import ProceduralConfig, make_scene
-from .registry import create_model
+from .timing import PeakMemory, machine_info, time_call, time_interleaved
+from ..core.errors import CoordfitError
+from ..core.io import write_json
+from ..nvs.attention import full_attention, quadtree_attention
+from ..nvs.layers import NVSConfig
+from ..nvs.procedural import ProceduralConfig, make_scene
+from ..nvs.registry import create_model
 
 __all__ = ["BenchConfig", "run_bench", "format_tables"]
 

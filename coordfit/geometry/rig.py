@@ -93,7 +93,7 @@ class Rig:
 
 def rig_poses(rig: Rig, azimuth: torch.Tensor, elevation: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
     """OpenCV ``c2w [P, 4, 4]`` of cameras at these spherical coordinates, looking at the centre."""
-    from .nvs.cameras import look_at
+    from .cameras import look_at
 
     e1, e2 = rig.basis
     horizontal = torch.cos(azimuth)[:, None] * e1 + torch.sin(azimuth)[:, None] * e2

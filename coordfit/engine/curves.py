@@ -1,6 +1,6 @@
 """A run's training curves: ``log.csv`` read back, and drawn as ``curves.png``.
 
-``log.csv`` (written by :class:`coordfit.train.Trainer`) has one row every
+``log.csv`` (written by :class:`coordfit.engine.train.Trainer`) has one row every
 ``log_every`` steps: ``step, seconds, loss, <quality>`` where ``<quality>`` is the
 signal's quality name (``psnr`` for images and videos, ``iou`` for shapes) measured on
 the training batch, and ``seconds`` counts training time only, across resumes.
@@ -14,8 +14,8 @@ import csv
 import math
 from pathlib import Path
 
-from .errors import CoordfitError
-from .io import atomic_write
+from ..core.errors import CoordfitError
+from ..core.io import atomic_write
 
 __all__ = ["read_log", "write_curves"]
 

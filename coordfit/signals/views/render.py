@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..errors import CoordfitError
-from ..io import atomic_write, read_json
-from ..phases import Report, quiet
-from ..rig import Rig, orbit_poses
-from ..volume import RaySampling, SceneBox, camera_rays, render_rays
-from .image import render_size
+from ...core.errors import CoordfitError
+from ...core.io import atomic_write, read_json
+from ...core.phases import Report, quiet
+from ...geometry.rig import Rig, orbit_poses
+from ...geometry.volume import RaySampling, SceneBox, camera_rays, render_rays
+from ..image import render_size
 
 if TYPE_CHECKING:
-    from .views import ViewsSignal
+    from .signal import ViewsSignal
 
 __all__ = ["render_camera", "write_outputs_for", "write_comparison", "render_name", "render_from_meta"]
 
@@ -67,7 +67,7 @@ def _figure(path: Path, rows: list[list[tuple[str, np.ndarray]]]) -> Path:
 
 def _views_png(signal: ViewsSignal, model: torch.nn.Module, path: Path, renders: dict[str, torch.Tensor]) -> Path:
     """One row per held-out view: nearest input | prior | fit without prior | fit | truth, with PSNR."""
-    from ..nvs.metrics import psnr
+    from ...nvs.metrics import psnr
 
     s = signal.scene
     if not signal.holdout:  # nothing held out: show the first input views
@@ -102,7 +102,7 @@ def _orbit_size(height: int, width: int) -> tuple[int, int]:
 def _write_orbit(path: Path, model: torch.nn.Module, rig: Rig, k: torch.Tensor, size: tuple[int, int],
                  image_size: tuple[int, int], box: SceneBox, sampling: RaySampling, frames: int, fps: float,
                  report: Report = quiet) -> Path:
-    from .video_io import write_mp4
+    from ..video_io import write_mp4
 
     h, w = size
     k = _scale_k(k, image_size, size)
@@ -120,7 +120,7 @@ def write_comparison(signal: ViewsSignal, model: torch.nn.Module, run_dir: Path,
                      renders: dict[str, torch.Tensor]) -> list[Path]:
     """``views.png`` from ``renders`` (:meth:`ViewsSignal.comparisons`) and, when the signal
     holds the fit without the prior, ``no_prior.safetensors``."""
-    from ..checkpoint import save_weights
+    from ...runs.checkpoint import save_weights
 
     out = [_views_png(signal, model, run_dir / "views.png", renders)]
     if signal.baseline is not None:
@@ -130,7 +130,7 @@ def write_comparison(signal: ViewsSignal, model: torch.nn.Module, run_dir: Path,
 
 def write_outputs_for(signal: ViewsSignal, model: torch.nn.Module, run_dir: Path, renders: dict[str, torch.Tensor],
                       report: Report = quiet) -> list[Path]:
-    from .image import save_image
+    from ..image import save_image
 
     out = write_comparison(signal, model, run_dir, renders)
     size = _orbit_size(signal.height, signal.width)
@@ -154,8 +154,8 @@ def _scale_k(k: torch.Tensor, image_size: tuple[int, int], size: tuple[int, int]
 
 def _pose(meta: dict[str, Any], pose: Any) -> tuple[str, torch.Tensor, torch.Tensor]:
     """``pose`` -> (name, world c2w ``[4, 4]``, fxfycxcy ``[4]`` at the views' size)."""
-    from ..nvs.cameras import opengl_to_opencv
-    from ..nvs.scenes import _matrix as checked_matrix
+    from ...geometry.cameras import opengl_to_opencv
+    from ...nvs.scenes import _matrix as checked_matrix
 
     c2ws, ks = torch.tensor(meta["c2w"]), torch.tensor(meta["fxfycxcy"])
     text = str(pose)
@@ -215,7 +215,7 @@ def render_from_meta(model: torch.nn.Module, meta: dict[str, Any], out: Path, *,
         k0 = torch.tensor(meta["fxfycxcy"][meta["inputs"][0]])
         return _write_orbit(out, model, Rig.from_dict(meta["rig"]), k0, (h, w), image_size, box, sampling,
                             frames or _ORBIT_FRAMES, fps or _ORBIT_FPS, report)
-    from .image import save_image
+    from ..image import save_image
 
     _, c2w, k = _pose(meta, pose)
     image = _to_hwc(render_camera(model, c2w, _scale_k(k, image_size, (h, w)), h, w, box, sampling))

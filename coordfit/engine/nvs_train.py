@@ -17,7 +17,7 @@ The step does only the step. Batches are rendered ahead of it in background thre
 and checkpoint steps only (the mean since the previous log line; under DDP the only
 all-reduce outside the gradients). A loss that is not finite stops the run before it
 saves diverged weights. Ctrl-C (SIGINT) lets the step in flight finish, saves a
-checkpoint and raises :class:`coordfit.train.TrainingInterrupted`; under DDP the ranks
+checkpoint and raises :class:`coordfit.engine.train.TrainingInterrupted`; under DDP the ranks
 agree to stop at the next log step. SIGTERM does the same. A second Ctrl-C interrupts
 at once, without saving.
 
@@ -43,19 +43,19 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from ..checkpoint import (clean_stale, find_checkpoint, load_optimizer, load_train_state, save_optimizer,
+from ..runs.checkpoint import (clean_stale, find_checkpoint, load_optimizer, load_train_state, save_optimizer,
                           save_train_state, write_checkpoint)
-from ..device import device_defaults, device_settings, resolve_device
-from ..errors import CoordfitError
-from ..interrupt import StopOnSignal
-from ..io import atomic_write, new_run_dir, read_json, write_json
-from ..runs import discard_if_unstarted
-from ..registry import Config
-from ..train import TrainingInterrupted
-from .data import ViewSource, batches, default_workers
-from .layers import NVSConfig
-from .metrics import ssim
-from .registry import create_model, list_models, load_model, save_model
+from ..core.device import device_defaults, device_settings, resolve_device
+from ..core.errors import CoordfitError
+from ..core.interrupt import StopOnSignal
+from ..core.io import atomic_write, new_run_dir, read_json, write_json
+from ..runs.spec import discard_if_unstarted
+from ..core.registry import Config
+from .train import TrainingInterrupted
+from ..nvs.data import ViewSource, batches, default_workers
+from ..nvs.layers import NVSConfig
+from ..nvs.metrics import ssim
+from ..nvs.registry import create_model, list_models, load_model, save_model
 
 __all__ = ["NVSTrainConfig", "ProgressCallback", "train", "resume", "lr_at"]
 
@@ -72,7 +72,7 @@ _DEVICES = ("auto", "cpu", "cuda", "mps")
 class NVSTrainConfig(Config):
     """Everything a training run depends on; saved as config.json in the run folder.
 
-    A :class:`coordfit.registry.Config` like every other config: ``from_dict`` refuses
+    A :class:`coordfit.core.registry.Config` like every other config: ``from_dict`` refuses
     unknown keys, ``validate()`` checks every field once, each fault in one line."""
 
     model: str = "efficient-lvsm"
@@ -207,7 +207,7 @@ def train(
 
     ``out`` must be empty or absent (default ``runs/nvs/<model>/<timestamp>/``). ``threads``:
     torch threads while training (None: the device's default, one on a CPU; see
-    coordfit.device.DEFAULTS); not part of the run, so a resume may choose again.
+    coordfit.core.device.DEFAULTS); not part of the run, so a resume may choose again.
     """
     cfg.validate()
     check_threads(threads)
@@ -418,7 +418,7 @@ def _load(run: Path, cfg: NVSTrainConfig) -> tuple[torch.nn.Module, torch.optim.
     """Read the checkpoint of ``run`` on the CPU: the one place nvs reads one.
 
     Returns the model, its optimiser with the saved state, the step and the last logged loss."""
-    ckpt = find_checkpoint(run)  # verified: the files of one step, see coordfit.checkpoint
+    ckpt = find_checkpoint(run)  # verified: the files of one step, see coordfit.runs.checkpoint
     for name in ("model.safetensors", "optimizer.safetensors", "train_state.json"):
         if ckpt is None or not ckpt.has(name):
             raise CoordfitError(f"cannot resume {run}: {name} is missing")

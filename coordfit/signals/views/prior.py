@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import CoordfitError
-from ..rig import Rig
-from .cameras import normalize_poses
-from .registry import SHIPPED_CHECKPOINT, load_model
+from ...core.errors import CoordfitError
+from ...geometry.rig import Rig
+from ...geometry.cameras import normalize_poses
+from ...nvs.registry import SHIPPED_CHECKPOINT, load_model
 
 __all__ = ["ViewPrior", "prior_source", "DEFAULT_PRIOR"]
 

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import CoordfitError
-from ..io import read_json
-from ..nvs.cameras import opengl_to_opencv
-from ..nvs.scenes import Scene, load_scene
-from ..nvs.scenes import _matrix as _checked_matrix
+from ...core.errors import CoordfitError
+from ...core.io import read_json
+from ...geometry.cameras import opengl_to_opencv
+from ...nvs.scenes import Scene, load_scene
+from ...nvs.scenes import _matrix as _checked_matrix
 
 __all__ = ["read_views", "read_transforms", "procedural_views", "choose_views"]
 
@@ -58,7 +58,7 @@ def read_views(source: str | Path) -> Scene:
 
 def procedural_views(spec: str) -> Scene:
     """``procedural:<seed>[,views=<n>][,size=<px>]`` -> a rendered scene (6 views, 32 px by default)."""
-    from ..nvs.procedural import ProceduralConfig, make_scene
+    from ...nvs.procedural import ProceduralConfig, make_scene
 
     head, *rest = spec[len(PROCEDURAL):].split(",")
     opts = {"views": 6, "size": 32}
@@ -108,7 +108,7 @@ def _find_image(folder: Path, rel: str, where: str) -> Path:
 
 def _read_rgb(path: Path, where: str) -> torch.Tensor:
     """``[3, H, W]`` on [0, 1]; grey is replicated, alpha composited over white."""
-    from .image import read_image
+    from ..image import read_image
 
     try:
         arr, _ = read_image(path)

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import clean_stale, find_checkpoint
-from .errors import CoordfitError
-from .io import BUILTIN_SOURCE, read_json
+from ..core.errors import CoordfitError
+from ..core.io import BUILTIN_SOURCE, read_json
 
 __all__ = ["read_run_config", "source_sha256", "check_signal", "discard_if_unstarted", "RunSpec", "read_config_file"]
 
@@ -183,7 +183,7 @@ def read_config_file(path: str | Path) -> RunSpec:
     A run folder (its ``config.json``) is accepted too. Relative signal paths are read
     from the config file's folder. Anything malformed is one :class:`CoordfitError` line.
     """
-    from .train import TrainConfig
+    from ..engine.train import TrainConfig
 
     path = Path(path)
     if path.is_dir():
@@ -222,7 +222,7 @@ def read_config_file(path: str | Path) -> RunSpec:
 
 def _saved_defaults(model: str) -> dict[str, Any]:
     """The model's options for runs saved before they existed (see ``create_saved_model``)."""
-    from .models.registry import saved_defaults
+    from ..models.registry import saved_defaults
 
     try:
         return saved_defaults(model)

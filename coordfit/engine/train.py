@@ -2,7 +2,7 @@
 
 It samples a batch from the signal (a split-aware sub-grid for split models, random
 points otherwise) on the signal's device, steps Adam, reports progress, hands its log
-rows to the loggers (``log.csv``, ``curves.png``, TensorBoard: :mod:`coordfit.loggers`)
+rows to the loggers (``log.csv``, ``curves.png``, TensorBoard: :mod:`coordfit.engine.loggers`)
 and saves checkpoints. It knows neither file formats nor model internals.
 
 The step does only the step: loss and quality stay tensors on the device. They are
@@ -28,14 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .checkpoint import load_optimizer, load_train_state, load_weights, save_optimizer, save_train_state, save_weights
-from .defaults import DEFAULT_STEPS
-from .device import PRECISIONS, StepClock, autocast, device_defaults, device_settings, resolve_device
-from .errors import CoordfitError, TrainingInterrupted
-from .interrupt import StopOnSignal
+from ..runs.checkpoint import load_optimizer, load_train_state, load_weights, save_optimizer, save_train_state, save_weights
+from ..core.defaults import DEFAULT_STEPS
+from ..core.device import PRECISIONS, StepClock, autocast, device_defaults, device_settings, resolve_device
+from ..core.errors import CoordfitError, TrainingInterrupted
+from ..core.interrupt import StopOnSignal
 from .loggers import LOGGERS, run_loggers, trim_log
-from .models.registry import model_entry
-from .signals.base import Signal
+from ..models.registry import model_entry
+from ..signals.base import Signal
 
 if TYPE_CHECKING:
     from .loggers import RunLogger
@@ -83,7 +83,7 @@ class TrainConfig:
         resolve_device(self.device)
 
     def resolved(self, device: torch.device | None = None) -> TrainConfig:
-        """A copy with every default filled in for ``device`` (see :mod:`coordfit.device`).
+        """A copy with every default filled in for ``device`` (see :mod:`coordfit.core.device`).
 
         Neither ``steps`` nor ``time_budget``: :data:`DEFAULT_STEPS` steps or the device's
         first-run budget, whichever comes first.
@@ -102,7 +102,7 @@ class TrainConfig:
     def from_dict(cls, data: Any) -> TrainConfig:
         """Read saved settings (``config.json["train"]``) by type, validated; older runs'
         ``target_psnr`` is ``target``."""
-        from .registry import config_from_dict
+        from ..core.registry import config_from_dict
 
         if isinstance(data, dict) and "target_psnr" in data:
             data = {k: v for k, v in data.items() if k != "target_psnr"} | {"target": data.get("target", data["target_psnr"])}
@@ -117,7 +117,7 @@ class TrainConfig:
 class Trainer:
     """Fits ``model`` to ``signal``; ``run()`` until a stop condition, resumable.
 
-    ``loggers`` get the log rows (see :mod:`coordfit.loggers`); by default, with a
+    ``loggers`` get the log rows (see :mod:`coordfit.engine.loggers`); by default, with a
     ``run_dir``: ``log.csv``, ``curves.png`` and ``config.logger``'s.
     """
 
@@ -150,10 +150,10 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------
     def save_checkpoint(self, finished: bool = False) -> None:
-        """Save weights, Adam state, step and RNG as one checkpoint (see coordfit.checkpoint)."""
+        """Save weights, Adam state, step and RNG as one checkpoint (see coordfit.runs.checkpoint)."""
         if self.run_dir is None:
             return
-        from .checkpoint import encode_rng, write_checkpoint
+        from ..runs.checkpoint import encode_rng, write_checkpoint
 
         state = {"step": self.step, "seconds": self.seconds, "rng": encode_rng(self.generator),
                  "rng_device": self.device.type, "finished": finished, "stopped_by": self.stopped_by}
@@ -174,7 +174,7 @@ class Trainer:
         """
         if self.run_dir is None:
             raise CoordfitError("this trainer has no run folder to load a checkpoint from (pass run_dir)")
-        from .checkpoint import clean_stale, open_checkpoint
+        from ..runs.checkpoint import clean_stale, open_checkpoint
 
         ckpt = open_checkpoint(self.run_dir)
         state_path = ckpt.path("train_state.json")
@@ -194,7 +194,7 @@ class Trainer:
 
     def _saved_rng(self, state: dict[str, Any], where: Path) -> torch.Tensor | None:
         """The sampler's saved generator state; None (with a warning) when the run moved device."""
-        from .checkpoint import decode_rng
+        from ..runs.checkpoint import decode_rng
 
         saved = state.get("rng_device", "cpu")
         if saved != self.device.type:
@@ -250,7 +250,7 @@ class Trainer:
 
     def _train(self, progress: bool | None) -> None:
         """The loop; on Ctrl-C or SIGTERM the step in flight finishes, a checkpoint is saved,
-        then :class:`TrainingInterrupted` (coordfit.interrupt: never a checkpoint of half a
+        then :class:`TrainingInterrupted` (coordfit.core.interrupt: never a checkpoint of half a
         step; a second signal stops at once and keeps the last checkpoint)."""
         c = self.config
         session_start = self.seconds
@@ -333,7 +333,7 @@ class Trainer:
                 warnings.warn(f"{type(logger).__name__}: {exc}", stacklevel=2)
 
     def _progress(self, enabled: bool | None) -> Any:
-        from .progress import Progress
+        from ..core.progress import Progress
 
         return Progress("fit", steps=self.config.steps, seconds=self.config.time_budget, enabled=enabled,
                         start=self.step)
@@ -353,7 +353,7 @@ class Trainer:
 
 def _title(signal: Signal, model: torch.nn.Module) -> str:
     """``astronaut, coordx x+y``: the input and the model, for the curves' title."""
-    from .io import source_stem
+    from ..core.io import source_stem
 
     split = getattr(model, "split", None)
     return f"{source_stem(signal.meta().get('source'))}, {model.registry_name}" + (f" {split}" if split else "")

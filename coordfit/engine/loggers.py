@@ -1,6 +1,6 @@
 """Where a fit reports its training curves: callbacks of the trainer.
 
-The :class:`~coordfit.train.Trainer` calls each logger at its log rows only (every
+The :class:`~coordfit.engine.train.Trainer` calls each logger at its log rows only (every
 ``log_every`` steps, and the step that stops the run), with numbers it has already read
 from the device (no host sync of its own), so a logger never slows the step:
 
@@ -21,7 +21,7 @@ import csv
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from .errors import CoordfitError
+from ..core.errors import CoordfitError
 
 __all__ = ["LOGGERS", "RunLogger", "CsvLog", "CurvesPlot", "TensorBoardLogger", "run_loggers", "trim_log"]
 
@@ -65,7 +65,7 @@ class CsvLog:
 
 def trim_log(run_dir: Path, step: int) -> None:
     """Drop the ``log.csv`` rows after ``step`` (the checkpoint a run resumes from) and a row a kill cut short."""
-    from .io import atomic_write
+    from ..core.io import atomic_write
 
     log = Path(run_dir) / "log.csv"
     if not log.exists():

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import CoordfitError
-from .registry import Registry, config_from_dict
+from ..core.errors import CoordfitError
+from ..core.registry import Registry, config_from_dict
 from .train import TrainConfig
 
 __all__ = ["Preset", "PRESETS", "DEFAULT_MODEL", "ResolvedPreset", "get_preset", "list_presets", "register_preset",

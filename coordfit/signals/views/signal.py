@@ -1,12 +1,12 @@
 """Views: fit a radiance field to a few posed photos, optionally with a learned prior.
 
 The field is any 3-D model of the registry (its four outputs read as density and colour,
-see :mod:`coordfit.volume`), fitted through the one training loop: :meth:`sample` draws
+see :mod:`coordfit.geometry.volume`), fitted through the one training loop: :meth:`sample` draws
 random pixels of the *input* views (and of the prior's pseudo views) with their rays and
 samples, in O(batch) on the signal's device; :meth:`predict` volume-renders them. Held-out
 views are never turned into rays: they are only rendered and scored at the end.
 
-With a prior (:class:`coordfit.nvs.prior.ViewPrior`), pseudo views are rendered once at
+With a prior (:class:`coordfit.signals.views.prior.ViewPrior`), pseudo views are rendered once at
 poses around and between the input cameras; each step a share of the rays comes from
 them, their loss weighted by ``prior_weight`` ramped up from 0 over ``prior_ramp`` steps.
 """
@@ -21,16 +21,16 @@ from typing import Any
 
 import torch
 
-from ..nvs.metrics import psnr as image_psnr
-from ..nvs.metrics import ssim as image_ssim
-from ..nvs.prior import ViewPrior
-from ..phases import Report, quiet
-from ..rig import Rig, pseudo_poses
-from ..volume import RaySampling, SceneBox, contract, distortion, interval_edges, ray_segments, sample_intervals, shade
-from .base import Signal, register_signal
-from .options import ViewsOptions
-from .posed_views import choose_views, read_views
-from .views_render import render_camera, write_outputs_for
+from ...nvs.metrics import psnr as image_psnr
+from ...nvs.metrics import ssim as image_ssim
+from .prior import ViewPrior
+from ...core.phases import Report, quiet
+from ...geometry.rig import Rig, pseudo_poses
+from ...geometry.volume import RaySampling, SceneBox, contract, distortion, interval_edges, ray_segments, sample_intervals, shade
+from ..base import Signal, register_signal
+from ..options import ViewsOptions
+from .data import choose_views, read_views
+from .render import render_camera, write_outputs_for
 
 __all__ = ["ViewsConfig", "ViewsSignal", "DEFAULT_PRESET", "DEFAULT_SOURCE"]
 
@@ -278,7 +278,7 @@ class ViewsSignal(Signal):
 
     @staticmethod
     def default_render_name(meta: dict[str, Any], **options: Any) -> str:
-        from .views_render import render_name
+        from .render import render_name
 
         return render_name(meta, **options)
 
@@ -286,6 +286,6 @@ class ViewsSignal(Signal):
     def render_run(model: torch.nn.Module, meta: dict[str, Any], out: Path, **options: Any) -> Path:
         """``orbit=True`` (``frames``, ``fps``) writes an MP4 circling the scene; ``pose`` (a view
         number or a JSON camera file) a PNG; both at ``size=(W, H)`` or ``scale`` x the views' size."""
-        from .views_render import render_from_meta
+        from .render import render_from_meta
 
         return render_from_meta(model, meta, out, **options)

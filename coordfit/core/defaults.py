@@ -1,4 +1,4 @@
-"""What each device runs best with, as plain data: the table :mod:`coordfit.device`
+"""What each device runs best with, as plain data: the table :mod:`coordfit.core.device`
 applies (its docstring has the table and docs/performance.md the measurements); and
 where the files coordfit ships (:func:`asset_path`) are found.
 
@@ -47,6 +47,6 @@ DEFAULTS: dict[str, DeviceDefaults] = {
 def asset_path(*parts: str) -> Path:
     """A file shipped in the repository's top-level ``assets/``: installed as
     ``coordfit/assets/`` by a wheel, read from the source tree by an editable install."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the coordfit package
     installed = here.joinpath("assets", *parts)
     return installed if installed.exists() else here.parent.joinpath("assets", *parts)

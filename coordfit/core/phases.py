@@ -11,7 +11,7 @@ The time since the previous report (or since :meth:`Phases.finishing` began) bel
 the phase the report names, so a signal that interleaves its work (a video renders a
 chunk of frames, scores it, then encodes it) still gets each phase's own seconds.
 :meth:`Phases.report` is such a callback: it times the phases and shows them through
-:class:`coordfit.progress.Progress`, the one progress display (a bar on a terminal, a
+:class:`coordfit.core.progress.Progress`, the one progress display (a bar on a terminal, a
 plain line now and then and at each phase's end elsewhere).
 """
 
@@ -36,7 +36,7 @@ def quiet(phase: str, done: int, total: int) -> None:
 class Phases:
     """Seconds per phase, and the progress of the phases after training.
 
-    ``show``: None or True shows progress (as :class:`~coordfit.progress.Progress`:
+    ``show``: None or True shows progress (as :class:`~coordfit.core.progress.Progress`:
     a bar on a terminal, plain lines on ``stream``, default stderr, elsewhere, every
     ``every`` seconds and when a phase ends); False shows nothing but still times.
 

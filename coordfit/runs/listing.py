@@ -18,8 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import CoordfitError
-from .io import source_stem
+from ..core.errors import CoordfitError
+from ..core.io import source_stem
 
 __all__ = ["RunRow", "list_runs"]
 
@@ -92,7 +92,7 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def _row(folder: Path) -> tuple[float, RunRow]:
-    from .signals import signal_class
+    from ..signals import signal_class
 
     config = _read(folder / "config.json")
     if config is None:
@@ -141,7 +141,7 @@ def _row(folder: Path) -> tuple[float, RunRow]:
 
 def _splittable(model: str) -> bool:
     """Whether ``model`` splits its input (a model no longer registered: assume so, show what was recorded)."""
-    from .models import model_entry
+    from ..models import model_entry
 
     try:
         return model_entry(model).splittable

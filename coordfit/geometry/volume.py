@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from .errors import CoordfitError
+from ..core.errors import CoordfitError
 
 __all__ = [
     "SceneBox",
@@ -231,7 +231,7 @@ def camera_rays(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pixel rays of OpenCV cameras (c2w ``[V, 4, 4]``, fxfycxcy ``[V, 4]``) in box units:
     origins and unit directions ``[V * H * W, 3]``, row-major per view."""
-    from .nvs.cameras import pixel_rays
+    from .cameras import pixel_rays
 
     o, d = pixel_rays(c2w, fxfycxcy, height, width)  # [V, H, W, 3]
     return box.to_box(o.reshape(-1, 3)), d.reshape(-1, 3)

@@ -12,7 +12,7 @@ that binds, ``max(step / steps, seconds / time_budget)``, and names both.
             bar.update(step, seconds, loss=1.2e-3, psnr="24.51 dB")
 
 ``update`` is cheap (a few comparisons when nothing is shown) but takes host numbers:
-callers read their tensors first, at a throttled rate (see :class:`coordfit.train.Trainer`).
+callers read their tensors first, at a throttled rate (see :class:`coordfit.engine.train.Trainer`).
 A loop that cannot hold the object (the view-synthesis trainer, a DDP rank) can take
 ``bar.update`` as its callback.
 """

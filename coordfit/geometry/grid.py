@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .errors import CoordfitError
+from ..core.errors import CoordfitError
 
 __all__ = [
     "GridInfo",

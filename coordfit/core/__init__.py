@@ -1,0 +1,3 @@
+"""Foundations every layer may use, importing nothing else of coordfit: errors, the
+registry and typed configs, atomic file writes, device defaults and settings, signal
+handling, image metrics, the progress display and phase timing."""
