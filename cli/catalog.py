@@ -11,7 +11,7 @@ from rich.table import Table
 from coordfit.core.registry import field_docs
 
 from ._common import console
-from .main import app
+from .app import app
 
 
 @app.command("models")

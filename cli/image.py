@@ -12,7 +12,7 @@ from coordfit.signals.options import ImageOptions
 
 from ._common import console, handle_errors
 from ._fit import Device, fitting_command
-from .main import app
+from .app import app
 
 
 @app.command("image")

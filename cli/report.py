@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._common import console, err_console, handle_errors
-from .main import app
+from .app import app
 
 report_app = typer.Typer(
     help="Run a benchmark suite and write the speedup report (results.json, report.md, report.html, "

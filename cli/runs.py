@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ._common import console, err_console, handle_errors
-from .main import app
+from .app import app
 
 
 @app.command("runs")

@@ -6,7 +6,7 @@ from coordfit.signals.options import VideoOptions
 
 from ._common import handle_errors
 from ._fit import fitting_command
-from .main import app
+from .app import app
 
 
 @app.command("video")

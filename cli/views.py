@@ -8,7 +8,7 @@ from coordfit.signals.options import ViewsOptions
 
 from ._common import handle_errors
 from ._fit import _opt, fitting_command
-from .main import app
+from .app import app
 
 if TYPE_CHECKING:
     import coordfit

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ._version import __version__
-from .runs.checkpoint import load_train_state, load_weights, open_checkpoint
+from .core.checkpoint import load_train_state, load_weights, open_checkpoint
 from .core.defaults import RESUME_SETTINGS
 from .core.device import device_settings
 from .core.errors import CoordfitError
@@ -130,6 +130,10 @@ def fit(
     spec: RunSpec | None = None
     if config is not None:
         spec = config if isinstance(config, RunSpec) else read_config_file(config)
+        try:
+            TrainConfig.from_dict(spec.train)  # the file's own settings, refused with the file named
+        except CoordfitError as exc:
+            raise CoordfitError(f"{spec.path or 'the config'}: {exc}") from None
         explicit_train = train.changed() if isinstance(train, TrainConfig) else dict(train or {})
         spec = spec.overridden(kind=signal.kind if isinstance(signal, Signal) else kind, model=model, preset=preset,
                                source=None if signal is None or isinstance(signal, Signal) else str(signal),

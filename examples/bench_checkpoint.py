@@ -1,4 +1,4 @@
-"""What a checkpoint costs: one unit (coordfit.runs.checkpoint.write_checkpoint: staged, hashed,
+"""What a checkpoint costs: one unit (coordfit.core.checkpoint.write_checkpoint: staged, hashed,
 committed by one rename, every file flushed to disk) against three files written one after
 another as before, side by side in one process, median of 30 saves, one thread.
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from coordfit.runs.checkpoint import encode_rng, save_optimizer, save_train_state, save_weights, write_checkpoint
+from coordfit.core.checkpoint import encode_rng, save_optimizer, save_train_state, save_weights, write_checkpoint
 from coordfit.geometry.grid import GridInfo
 from coordfit.models import create_model
 

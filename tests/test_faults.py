@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file
 
 import coordfit
-from coordfit.runs.checkpoint import find_checkpoint, write_checkpoint
+from coordfit.core.checkpoint import find_checkpoint, write_checkpoint
 from coordfit.core.errors import CoordfitError
 from coordfit_cli.main import app
 from conftest import smooth_image
@@ -205,7 +205,7 @@ def test_a_run_from_before_checkpoint_records_loads_and_resumes(runner, tmp_path
 
 
 def test_a_commit_cut_short_is_finished_by_the_next_reader(tmp_path: Path, monkeypatch) -> None:
-    import coordfit.runs.checkpoint as ck
+    import coordfit.core.checkpoint as ck
 
     run = tmp_path / "run"
     run.mkdir()
@@ -236,7 +236,7 @@ def _disk_full_after(monkeypatch, module, name: str, calls: int) -> None:
 @pytest.mark.parametrize("files_written", [0, 1])  # the disk fills at the weights / at the optimizer state
 def test_disk_full_while_resume_saves_keeps_the_last_checkpoint(runner, tmp_path: Path, monkeypatch,
                                                                 files_written: int) -> None:
-    import coordfit.runs.checkpoint as ck
+    import coordfit.core.checkpoint as ck
 
     run = tmp_path / "run"
     _fit(runner, run, _png(tmp_path / "p.png"))

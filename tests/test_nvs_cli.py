@@ -200,7 +200,7 @@ def test_kill_9_then_resume_ends_as_an_uninterrupted_run(tmp_path):
     and log of a run never interrupted (the log loses the lines after the checkpoint)."""
     from safetensors.torch import load_file
 
-    from coordfit.runs.checkpoint import find_checkpoint
+    from coordfit.core.checkpoint import find_checkpoint
 
     args = ["train", "--procedural", "--steps", 60, "--batch-size", 1, "--size", 8, "--input-views-min", 1,
             "--input-views-max", 1, "--target-views", 1, "-o", "width=16", "-o", "head_dim=8", "-o", "depth=1",

@@ -16,7 +16,7 @@ import torch
 
 from coordfit.bench import (KindSettings, ModelSpec, SignalSpec, Suite, merge_reports, parse_shard, run_suite,
                             time_interleaved, train_interleaved)
-from coordfit.bench.report import fmt
+from coordfit.bench.tables import fmt
 from coordfit.bench.suite import build_suite, load_bench_signal, resolve_model_options, shard_signals, with_budgets
 from coordfit.core.errors import CoordfitError
 from conftest import smooth_image

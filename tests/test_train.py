@@ -319,7 +319,7 @@ def test_generator_lives_on_the_device_and_a_moved_run_is_reseeded(tmp_path, ima
 
 
 def test_shapes_log_and_report_their_quality_as_iou(tmp_path) -> None:
-    from coordfit.bench.report import curves_name, kind_metrics
+    from coordfit.bench.tables import curves_name, kind_metrics
     from coordfit.bench.runner import _read_curve
 
     options = {"label_resolution": 16, "resolution": 16, "eval_points": 200}

@@ -7,6 +7,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from .tables import curves_name, fmt, machine_lines, signal_table
+
 __all__ = ["render_html"]
 
 _CSS = """
@@ -37,13 +39,11 @@ def _img(path: Path, alt: str) -> str:
 
 
 def render_html(results: dict[str, Any], plots: list[Path]) -> str:
-    from .report import _machine_lines, curves_name, fmt, signal_table
-
     suite = results["suite"]
     by_name = {p.name: p for p in plots}
     parts = [f"<h1>coordfit speedup report: suite <code>{escape(suite['name'])}</code></h1>",
              f"<p>coordfit {escape(results['coordfit_version'])}, written {escape(results['created'])}.</p>",
-             "<h2>Machine</h2><ul>" + "".join(f"<li>{escape(m)}</li>" for m in _machine_lines(results)) + "</ul>",
+             "<h2>Machine</h2><ul>" + "".join(f"<li>{escape(m)}</li>" for m in machine_lines(results)) + "</ul>",
              '<p class="note">' + escape(
                  "Protocols: equal_steps (" + results["protocols"]["equal_steps"] + "); equal_time ("
                  + results["protocols"]["equal_time"] + "). Timing: " + results["protocols"]["timing"]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.io import atomic_write
-from .report import curves_name, kind_metrics
+from .tables import PAPER_SPEEDUP, curves_name, kind_metrics
 
 __all__ = ["write_plots"]
 
@@ -59,8 +59,6 @@ def _curves(results: dict[str, Any], kind: str, signals: list[str], path: Path) 
 
 def _speedups(results: dict[str, Any], kind: str, path: Path) -> Path:
     import numpy as np
-
-    from .report import PAPER_SPEEDUP
 
     plt = _plt()
     s = results["summary"][kind]

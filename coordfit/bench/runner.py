@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .._version import __version__
+from ..api import fit, load
 from ..core.device import device_settings, resolve_device
 from ..core.errors import CoordfitError
 from ..geometry.grid import axis_coords, evaluate_grid
@@ -95,8 +96,6 @@ def _clean(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _fit_item(spec: SignalSpec, signal: Any, mspec: ModelSpec, options: dict[str, Any], protocol: str,
               suite: Suite, out: Path, device: torch.device, threads: int | None) -> dict[str, Any]:
-    import coordfit
-
     ks = suite.settings(spec.kind)
     run_dir = out / "runs" / spec.id / mspec.label / protocol
     if run_dir.exists():  # a fit that was interrupted before its item was recorded: redo it
@@ -107,7 +106,7 @@ def _fit_item(spec: SignalSpec, signal: Any, mspec: ModelSpec, options: dict[str
         grid_batch=ks.grid_batch, batch_points=ks.batch_points, log_every=1, checkpoint_every=0,
         seed=suite.seed, device=str(device), threads=threads,
     )
-    result = coordfit.fit(signal, mspec.model, train=train, out=run_dir, progress=False, **options)
+    result = fit(signal, mspec.model, train=train, out=run_dir, progress=False, **options)
     curve = _read_curve(run_dir / "log.csv", signal.quality_name)
     m = result.metrics
     return {
@@ -151,13 +150,11 @@ def _save_thumb(path: Path, img01: np.ndarray, size: int = 128) -> None:
 def _timing_item(spec: SignalSpec, signal: Any, fitted: dict[str, tuple[dict[str, Any], Path]], suite: Suite,
                  out: Path, device: torch.device) -> dict[str, Any]:
     """Side-by-side timings on one signal: training steps and full-grid inference, interleaved."""
-    import coordfit
-
     ks = suite.settings(spec.kind)
     coords = [axis_coords(n, device) for n in signal.info.shape]
     nets, trainers, record = {}, {}, {}
     for label, (item, run_dir) in fitted.items():
-        net = coordfit.load(out / run_dir, device=str(device)).model
+        net = load(out / run_dir, device=str(device)).model
         nets[label] = net
         torch.manual_seed(suite.seed)
         fresh = create_model(item["registry_model"], signal.info, **item["options"])

@@ -43,7 +43,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from ..runs.checkpoint import (clean_stale, find_checkpoint, load_optimizer, load_train_state, save_optimizer,
+from ..core.checkpoint import (clean_stale, find_checkpoint, load_optimizer, load_train_state, save_optimizer,
                           save_train_state, write_checkpoint)
 from ..core.device import device_defaults, device_settings, resolve_device
 from ..core.errors import CoordfitError
@@ -418,7 +418,7 @@ def _load(run: Path, cfg: NVSTrainConfig) -> tuple[torch.nn.Module, torch.optim.
     """Read the checkpoint of ``run`` on the CPU: the one place nvs reads one.
 
     Returns the model, its optimiser with the saved state, the step and the last logged loss."""
-    ckpt = find_checkpoint(run)  # verified: the files of one step, see coordfit.runs.checkpoint
+    ckpt = find_checkpoint(run)  # verified: the files of one step, see coordfit.core.checkpoint
     for name in ("model.safetensors", "optimizer.safetensors", "train_state.json"):
         if ckpt is None or not ckpt.has(name):
             raise CoordfitError(f"cannot resume {run}: {name} is missing")

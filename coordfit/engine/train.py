@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..runs.checkpoint import load_optimizer, load_train_state, load_weights, save_optimizer, save_train_state, save_weights
+from ..core.checkpoint import load_optimizer, load_train_state, load_weights, save_optimizer, save_train_state, save_weights
 from ..core.defaults import DEFAULT_STEPS
 from ..core.device import PRECISIONS, StepClock, autocast, device_defaults, device_settings, resolve_device
 from ..core.errors import CoordfitError, TrainingInterrupted
@@ -150,10 +150,10 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------
     def save_checkpoint(self, finished: bool = False) -> None:
-        """Save weights, Adam state, step and RNG as one checkpoint (see coordfit.runs.checkpoint)."""
+        """Save weights, Adam state, step and RNG as one checkpoint (see coordfit.core.checkpoint)."""
         if self.run_dir is None:
             return
-        from ..runs.checkpoint import encode_rng, write_checkpoint
+        from ..core.checkpoint import encode_rng, write_checkpoint
 
         state = {"step": self.step, "seconds": self.seconds, "rng": encode_rng(self.generator),
                  "rng_device": self.device.type, "finished": finished, "stopped_by": self.stopped_by}
@@ -174,7 +174,7 @@ class Trainer:
         """
         if self.run_dir is None:
             raise CoordfitError("this trainer has no run folder to load a checkpoint from (pass run_dir)")
-        from ..runs.checkpoint import clean_stale, open_checkpoint
+        from ..core.checkpoint import clean_stale, open_checkpoint
 
         ckpt = open_checkpoint(self.run_dir)
         state_path = ckpt.path("train_state.json")
@@ -194,7 +194,7 @@ class Trainer:
 
     def _saved_rng(self, state: dict[str, Any], where: Path) -> torch.Tensor | None:
         """The sampler's saved generator state; None (with a warning) when the run moved device."""
-        from ..runs.checkpoint import decode_rng
+        from ..core.checkpoint import decode_rng
 
         saved = state.get("rng_device", "cpu")
         if saved != self.device.type:

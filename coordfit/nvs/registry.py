@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from ..runs.checkpoint import load_weights, open_checkpoint, save_weights, weights_metadata
+from ..core.checkpoint import load_weights, open_checkpoint, save_weights, weights_metadata
 from ..core.defaults import asset_path
 from ..core.errors import CoordfitError
 from ..core.io import read_json, write_json

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import clean_stale, find_checkpoint
+from ..core.checkpoint import clean_stale, find_checkpoint
 from ..core.errors import CoordfitError
 from ..core.io import BUILTIN_SOURCE, read_json
 
@@ -181,10 +181,9 @@ def read_config_file(path: str | Path) -> RunSpec:
     """Read a run config (``.json``, or ``.yaml``/``.yml`` with PyYAML installed) as a :class:`RunSpec`.
 
     A run folder (its ``config.json``) is accepted too. Relative signal paths are read
-    from the config file's folder. Anything malformed is one :class:`CoordfitError` line.
+    from the config file's folder. Anything malformed is one :class:`CoordfitError` line
+    (the training settings are checked where they are used, with this file named).
     """
-    from ..engine.train import TrainConfig
-
     path = Path(path)
     if path.is_dir():
         path = path / "config.json"
@@ -203,10 +202,6 @@ def read_config_file(path: str | Path) -> RunSpec:
     train = dict(_part(data, "train", dict, path))
     if "target_psnr" in train:  # configs of older coordfit
         train.setdefault("target", train.pop("target_psnr"))
-    try:
-        TrainConfig.from_dict(train)
-    except CoordfitError as exc:
-        raise CoordfitError(f"{path}: {exc}") from None
     for key in ("model", "preset"):
         _part(data, key, str, path)
     options = signal.get("options", {})

@@ -120,7 +120,7 @@ def write_comparison(signal: ViewsSignal, model: torch.nn.Module, run_dir: Path,
                      renders: dict[str, torch.Tensor]) -> list[Path]:
     """``views.png`` from ``renders`` (:meth:`ViewsSignal.comparisons`) and, when the signal
     holds the fit without the prior, ``no_prior.safetensors``."""
-    from ...runs.checkpoint import save_weights
+    from ...core.checkpoint import save_weights
 
     out = [_views_png(signal, model, run_dir / "views.png", renders)]
     if signal.baseline is not None:

@@ -53,8 +53,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from ..core.errors import CoordfitError
-from ..core.io import atomic_write, fsync_dir, is_temporary, os_error_message, read_json, write_json
+from .errors import CoordfitError
+from .io import atomic_write, fsync_dir, is_temporary, os_error_message, read_json, write_json
 
 __all__ = [
     "Checkpoint",
