@@ -197,7 +197,11 @@ def eval_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", help=_THREADS_HELP),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the scores to this new file."),
 ) -> None:
-    """PSNR/SSIM on held-out views beside nearest-view and mean-of-inputs baselines."""
+    """PSNR and SSIM on held-out views beside nearest-view and mean-of-inputs baselines.
+
+    SSIM is scikit-image's (as everywhere in coordfit); Gaussian SSIM is the 11x11
+    Gaussian-window figure the view-synthesis papers report.
+    """
     from coordfit.core.io import write_json
     from coordfit.nvs.data import held_out_scenes
     from coordfit.nvs.evaluate import evaluate
@@ -215,7 +219,8 @@ def eval_cmd(
     with _on_device(device, threads) as dev:
         scores = evaluate(model, held, input_views, dev, normalize=normalize)
     for name, vals in scores.items():
-        console.print(f"{name:<15} PSNR {vals['psnr']:7.3f} dB   SSIM {vals['ssim']:.4f}")
+        console.print(f"{name:<15} PSNR {vals['psnr']:7.3f} dB   SSIM {vals['ssim']:.4f}   "
+                      f"Gaussian SSIM {vals['gaussian_ssim']:.4f}")
     if json_out is not None:
         write_json(json_out, {"scenes": len(held), "input_views": input_views, **scores})
 

@@ -16,7 +16,7 @@ import torch
 
 from coordfit.nvs import ProceduralConfig, load_model, make_scene
 from coordfit.nvs.data import HELD_OUT_SEED
-from coordfit.nvs.metrics import psnr
+from coordfit.core.metrics import psnr
 
 
 def main() -> None:

@@ -260,7 +260,7 @@ def test_image_render_size_is_checked_once() -> None:
 def test_psnr_and_ssim_equal_scikit_image(h: int, w: int, c: int) -> None:
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-    from coordfit.core.metrics import frame_psnr, frame_ssim, image_psnr, image_ssim
+    from coordfit.core.metrics import image_psnr, image_ssim, psnr, ssim
 
     rng = np.random.default_rng(h)
     target = rng.random((4, h, w, c))
@@ -272,5 +272,27 @@ def test_psnr_and_ssim_equal_scikit_image(h: int, w: int, c: int) -> None:
         ref_ssim = structural_similarity(target[i], p, data_range=1.0, channel_axis=-1, win_size=win) if win >= 3 else math.nan
         assert image_psnr(pred[i], target[i]) == pytest.approx(ref_psnr, abs=1e-9)
         assert image_ssim(pred[i], target[i]) == pytest.approx(ref_ssim, abs=1e-9, nan_ok=True)
-        assert frame_psnr(pred, target)[i].item() == pytest.approx(ref_psnr, abs=1e-9)
-        assert frame_ssim(pred, target, pixels=4 * w)[i].item() == pytest.approx(ref_ssim, abs=1e-9, nan_ok=True)  # in slabs
+        assert psnr(pred, target)[i].item() == pytest.approx(ref_psnr, abs=1e-9)
+        assert ssim(pred, target, channel_axis=-1, pixels=4 * w)[i].item() == pytest.approx(ref_ssim, abs=1e-9, nan_ok=True)  # in slabs
+    chw = np.moveaxis(pred, -1, -3), np.moveaxis(target, -1, -3)  # channels first, as the view renders
+    assert torch.allclose(ssim(*chw), ssim(pred, target, channel_axis=-1), equal_nan=True)
+    assert torch.equal(psnr(*chw), psnr(pred, target))
+
+
+def test_gaussian_ssim_is_the_papers_ssim() -> None:
+    """gaussian_ssim is scikit-image's SSIM with Wang et al.'s Gaussian settings (what the
+    view-synthesis papers report), a figure of its own beside ``ssim``."""
+    from skimage.metrics import structural_similarity
+
+    from coordfit.core.metrics import gaussian_ssim, psnr_from_mse, ssim
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 3, 32, 40, generator=g, dtype=torch.float64)
+    pred = (target + 0.1 * torch.randn(2, 3, 32, 40, generator=g, dtype=torch.float64)).clamp(0, 1)
+    ours = gaussian_ssim(pred, target)
+    for i in range(2):
+        ref = structural_similarity(target[i].permute(1, 2, 0).numpy(), pred[i].permute(1, 2, 0).numpy(), data_range=1.0,
+                                    channel_axis=-1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+        assert ours[i].item() == pytest.approx(ref, abs=1e-9)
+    assert (ssim(pred, target) - ours).abs().min() > 1e-4  # not the figure metrics.json reports
+    assert psnr_from_mse(0.01) == pytest.approx(20.0) and psnr_from_mse(torch.tensor(0.04), 2.0).item() == pytest.approx(20.0)

@@ -48,13 +48,13 @@ from ..core.checkpoint import (clean_stale, find_checkpoint, load_optimizer, loa
 from ..core.device import device_defaults, device_settings, resolve_device
 from ..core.errors import CoordfitError
 from ..core.interrupt import StopOnSignal
+from ..core.metrics import gaussian_ssim
 from ..core.io import atomic_write, new_run_dir, read_json, write_json
 from ..runs.spec import discard_if_unstarted
 from ..core.registry import Config
 from .train import TrainingInterrupted
 from ..nvs.data import ViewSource, batches, default_workers
 from ..nvs.layers import NVSConfig
-from ..nvs.metrics import ssim
 from ..nvs.registry import create_model, list_models, load_model, save_model
 
 __all__ = ["NVSTrainConfig", "ProgressCallback", "train", "resume", "lr_at"]
@@ -312,7 +312,7 @@ def _loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], cfg: NVSTrainC
     pred = model(batch["images"], batch["c2w"], batch["fxfycxcy"], batch["target_c2w"], batch["target_fxfycxcy"])
     loss = F.mse_loss(pred, batch["target"])
     if cfg.ssim_weight > 0:
-        loss = loss + cfg.ssim_weight * (1 - ssim(pred, batch["target"]).mean())
+        loss = loss + cfg.ssim_weight * (1 - gaussian_ssim(pred, batch["target"]).mean())
     return loss
 
 

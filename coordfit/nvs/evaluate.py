@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..core.metrics import gaussian_ssim, psnr, ssim
 from .data import scene_batch
-from .metrics import psnr, ssim
 from .scenes import Scene
 
 __all__ = ["evaluate", "baselines"]
@@ -38,11 +38,13 @@ def evaluate(
     batch_size: int = 8,
     normalize: bool = False,
 ) -> dict[str, dict[str, float]]:
-    """Mean PSNR/SSIM of the model and the baselines over every target view; the first
+    """Mean PSNR and SSIM of the model and the baselines over every target view; the first
     ``input_views`` views of every scene are inputs, the others are targets (scenes may
-    differ in view count and image size).
+    differ in view count and image size). ``ssim`` is scikit-image's, ``gaussian_ssim`` the
+    11 x 11 Gaussian one the view-synthesis papers report (:mod:`coordfit.core.metrics`).
 
-    Returns ``{"model": {"psnr": .., "ssim": ..}, "nearest_view": {...}, "mean_of_inputs": {...}}``.
+    Returns ``{"model": {"psnr": .., "ssim": .., "gaussian_ssim": ..}, "nearest_view": {...},
+    "mean_of_inputs": {...}}``.
     """
     model.eval().to(device)
     sums: dict[str, list[torch.Tensor]] = {}
@@ -59,6 +61,7 @@ def evaluate(
         for name, pred in preds.items():
             sums.setdefault(name + ".psnr", []).append(psnr(pred, batch["target"]).flatten().cpu())
             sums.setdefault(name + ".ssim", []).append(ssim(pred, batch["target"]).flatten().cpu())
+            sums.setdefault(name + ".gaussian_ssim", []).append(gaussian_ssim(pred, batch["target"]).flatten().cpu())
     out: dict[str, dict[str, float]] = {}
     for key, vals in sums.items():
         name, metric = key.split(".")

@@ -11,11 +11,12 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from ..geometry.grid import GridInfo, check_generator, gather, sample_branches
+from ..core.metrics import psnr_from_mse
 from ..core.phases import Report, quiet
 from ..core.registry import Registry
 from .options import SignalOptions
 
-__all__ = ["Signal", "GridSignal", "SIGNALS", "register_signal", "signal_class", "signal_kinds", "psnr_from_mse"]
+__all__ = ["Signal", "GridSignal", "SIGNALS", "register_signal", "signal_class", "signal_kinds"]
 
 SIGNALS: Registry[type[Signal]] = Registry("signal kind")
 
@@ -36,10 +37,6 @@ def signal_class(kind: str) -> type[Signal]:
 
 def signal_kinds() -> list[str]:
     return SIGNALS.names()
-
-
-def psnr_from_mse(mse: float, data_range: float) -> float:
-    return 10.0 * math.log10(data_range**2 / max(mse, 1e-20))
 
 
 class Signal(ABC):
@@ -192,4 +189,4 @@ class GridSignal(Signal):
         """Batch PSNR in dB, a 0-dim tensor on the batch's device (read without a host sync)."""
         # values live on [-1, 1]: a range of 2; the same as PSNR on [0, 1] with range 1.
         mse = torch.mean((pred.detach().float().clamp(-1, 1) - target.float()) ** 2)
-        return 10.0 * torch.log10(4.0 / mse.clamp_min(1e-20))
+        return psnr_from_mse(mse, data_range=2.0)

@@ -140,7 +140,7 @@ class VideoSignal(GridSignal):
         """One render, a few frames at a time: each chunk is scored (``psnr`` and ``ssim``,
         means over frames, and ``psnr_per_frame``) and, with a ``run_dir``, encoded into
         ``reconstruction.mp4`` (the fitted clip's frame count, size and frame rate)."""
-        from ..core.metrics import frame_psnr, frame_ssim
+        from ..core import metrics
 
         t, h, w = self.shape
         psnr: list[float] = []
@@ -150,8 +150,8 @@ class VideoSignal(GridSignal):
             for pred in render_frames(model, t, h, w, report=report):
                 start, stop = len(psnr), len(psnr) + len(pred)
                 target = self._target01(start, stop)  # scored on the signal's device, a chunk at a time
-                psnr.extend(frame_psnr(pred, target).tolist())
-                ssim.extend(frame_ssim(pred, target).tolist())
+                psnr.extend(metrics.psnr(pred, target).tolist())
+                ssim.extend(metrics.ssim(pred, target, channel_axis=-1).tolist())
                 report("metrics", stop, t)
                 yield pred
 

@@ -67,7 +67,7 @@ def _figure(path: Path, rows: list[list[tuple[str, np.ndarray]]]) -> Path:
 
 def _views_png(signal: ViewsSignal, model: torch.nn.Module, path: Path, renders: dict[str, torch.Tensor]) -> Path:
     """One row per held-out view: nearest input | prior | fit without prior | fit | truth, with PSNR."""
-    from ...nvs.metrics import psnr
+    from ...core.metrics import psnr
 
     s = signal.scene
     if not signal.holdout:  # nothing held out: show the first input views

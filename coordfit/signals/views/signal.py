@@ -21,8 +21,7 @@ from typing import Any
 
 import torch
 
-from ...nvs.metrics import psnr as image_psnr
-from ...nvs.metrics import ssim as image_ssim
+from ...core.metrics import psnr, psnr_from_mse, ssim
 from .prior import ViewPrior
 from ...core.phases import Report, quiet
 from ...geometry.rig import Rig, pseudo_poses
@@ -191,7 +190,7 @@ class ViewsSignal(Signal):
         """PSNR (dB, a 0-dim tensor) of this step's input-view rays."""
         n = self._real
         mse = (pred[:n, :3].detach().clamp(0, 1) - target[:n, :3]).pow(2).mean()
-        return -10.0 * torch.log10(mse.clamp(min=1e-10))
+        return psnr_from_mse(mse)
 
     # -- results -----------------------------------------------------------------------
     def render(self, model: torch.nn.Module, c2w: torch.Tensor, fxfycxcy: torch.Tensor,
@@ -222,13 +221,13 @@ class ViewsSignal(Signal):
         s = self.scene
         first = self.inputs[:4]
         fit_in = self.render(model, s.c2w[first], s.fxfycxcy[first])
-        metrics: dict[str, Any] = {"input_psnr": round(float(image_psnr(fit_in, s.images[first]).mean()), 4)}
+        metrics: dict[str, Any] = {"input_psnr": round(float(psnr(fit_in, s.images[first]).mean()), 4)}
         renders: dict[str, torch.Tensor] = {}
         if self.holdout:
             renders = self.comparisons(model)
             report("render", 1, 1)
             truth = renders["truth"]
-            scores = {name: {"psnr": image_psnr(img, truth), "ssim": image_ssim(img, truth)}
+            scores = {name: {"psnr": psnr(img, truth), "ssim": ssim(img, truth)}
                       for name, img in renders.items() if name != "truth"}
             metrics["heldout"] = {name: {k: round(float(v.mean()), 4) for k, v in sc.items()} for name, sc in scores.items()}
             metrics["heldout_per_view"] = {name: [round(float(x), 4) for x in sc["psnr"]] for name, sc in scores.items()}
