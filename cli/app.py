@@ -50,12 +50,16 @@ class _OneLineErrors(TyperGroup):
 
 def _show_brackets(command: Any) -> None:
     """Escape the help texts of ``command`` and its subcommands, once: rich reads ``[...]``
-    as markup and drops it, so ``[default: as saved]`` would vanish from ``--help``."""
+    as markup and drops it, so ``[default: as saved]`` would vanish from ``--help``. A
+    docstring's paragraphs are joined into one line each first, so that a sentence is
+    wrapped at the terminal's width, never where the source broke its line."""
     from rich.markup import escape
 
     if getattr(command, "_brackets_shown", False):
         return
     command._brackets_shown = True
+    if isinstance(command.help, str):  # a docstring's paragraphs, each one line: rich wraps them to the terminal
+        command.help = "\n\n".join(" ".join(p.split()) for p in command.help.split("\n\n"))
     for item in (command, *command.params):
         for attr in ("help", "short_help", "epilog"):
             text = getattr(item, attr, None)

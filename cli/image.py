@@ -22,8 +22,7 @@ from .app import app
 def image_cmd() -> None:
     """Fit an image; writes reconstruction.png, metrics.json, model.safetensors, log.csv.
 
-    With no flags it trains for a first result within a minute (on a CPU: 2000 steps or
-    20 s) and says how to go further.
+    With no flags it trains for a first result within a minute and says how to go further:
     """
 
 

@@ -1,15 +1,24 @@
 """`coordfit report`: run a benchmark suite and write the speedup report; `report merge`
-combines the folders of several shards."""
+combines the folders of several shards.
+
+The suite's flags are made from :class:`coordfit.bench.config.ReportConfig` (one flag per
+field, the help and default from the field); :func:`coordfit.bench.runner.run_report` runs it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
+from coordfit.bench.config import ReportConfig
+
 from ._common import console, err_console, handle_errors
+from ._flags import config_flags, given, make_command, option
 from .app import app
 
 report_app = typer.Typer(
@@ -23,41 +32,33 @@ report_app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+_FIELDS = [f.name for f in dataclasses.fields(ReportConfig)]
+_FLAGS = {
+    **config_flags(ReportConfig),
+    "out": option("--out", tp=Optional[Path], help="Report folder, new or empty (default: a new folder under "
+                  "reports/, named by the time)."),
+    "resume": option("--resume", tp=Optional[bool], help="Continue an interrupted run in --out; skips what is "
+                     "measured."),
+    "progress": option("--progress/--no-progress", tp=Optional[bool], help="Progress: a bar on a terminal, a line "
+                       "every few seconds elsewhere (default: on)."),
+}
 
-@report_app.callback()
-@handle_errors
-def report_cmd(
-    ctx: typer.Context,
-    suite: Annotated[str, typer.Option("--suite", help="quick (no data, < 10 min on 2 CPU cores), standard or full.")] = "quick",
-    data: Annotated[Optional[Path], typer.Option("--data", help="Real-data folder (default: $COORDFIT_DATA or ../shared/data).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Report folder, new or empty (default: reports/<time>/).")] = None,
-    shard: Annotated[Optional[str], typer.Option("--shard", help="Run slice I of N (1-based), e.g. 3/8; merge the slices later.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out; skips what is measured.")] = False,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Override the suite's equal_steps steps (a reduced run).")] = None,
-    seconds: Annotated[Optional[float], typer.Option("--seconds", help="Override the suite's equal_time seconds.")] = None,
-    repeats: Annotated[Optional[int], typer.Option("--repeats", help="Override the timed repeats (default 5).")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
-    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads: 1 keeps ratios steady on a shared machine; raise it on a dedicated one.")] = 1,
-    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress: a bar on a terminal, a line every few seconds elsewhere (default: on).")] = None,
-) -> None:
+
+def _doc() -> None:
     """Run a suite (signals x models x protocols) and write the report into --out."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from coordfit.bench import build_suite, parse_shard, run_suite
-    from coordfit.bench.suite import with_budgets
-    from coordfit.core.errors import CoordfitError
-    from coordfit.engine.train import TrainingInterrupted
 
-    if resume and out is None:
-        raise CoordfitError("--resume needs --out DIR (the folder of the interrupted run)")
-    if threads < 1:
-        raise CoordfitError(f"--threads must be at least 1, got {threads}")
-    if out is None:
-        out = Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
-    plan = with_budgets(build_suite(suite, data, device), steps, seconds, repeats)
+
+def _report(kw: dict[str, Any]) -> None:
+    if kw["ctx"].invoked_subcommand is not None:
+        return
+    from coordfit.bench.runner import run_report
+    from coordfit.core.errors import TrainingInterrupted
+
+    cfg = ReportConfig.from_dict(given(kw, _FIELDS), "report")
+    resume = bool(kw.get("resume"))
+    out = kw.get("out") or (None if resume else Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S"))
     try:
-        report = run_suite(plan, out, parse_shard(shard), resume=resume,
-                           progress=progress, threads=threads)
+        report = run_report(cfg, out, resume=resume, progress=kw.get("progress"))
     except (KeyboardInterrupt, TrainingInterrupted):
         err_console.print(f"interrupted; the measurements so far are kept in {out}: continue with the same "
                           f"command and --out {out} --resume", markup=False)
@@ -65,6 +66,10 @@ def report_cmd(
     console.print(f"report: {report}")
     console.print(f"        {report.with_name('report.html')}")
     console.print(f"        {report.with_name('results.json')}")
+
+
+_CTX = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+report_cmd = report_app.callback()(handle_errors(make_command(_doc, _FLAGS, _report, leading=[_CTX])))
 
 
 @report_app.command("merge")

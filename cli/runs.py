@@ -18,7 +18,8 @@ from .app import app
 @app.command("runs")
 @handle_errors
 def runs_cmd(
-    root: Annotated[Path, typer.Argument(help="A folder of runs (searched at any depth) or one run folder.")] = Path("runs"),
+    root: Annotated[Path, typer.Argument(help="A folder of runs (searched at any depth) or one run folder "
+                                         "(default: runs).", show_default=False)] = Path("runs"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON (every field, full paths) instead of a table.")] = False,
 ) -> None:
     """List fitted runs: input, model, params, steps, seconds, quality, when (newest first)."""

@@ -38,7 +38,4 @@ _EXTRAS = {
                  path_help="Scene JSON (coordfit nvs format), a NeRF/instant-ngp transforms.json, or "
                  "procedural:<seed>[,views=N][,size=PX] (default: procedural:1000000000).")
 def views_cmd() -> None:
-    """Fit a radiance field to posed views; writes views.png, orbit.mp4, metrics.json, model.safetensors.
-
-    With neither --model nor --preset the preset is hashgrid-views (500 steps, 8192 ray samples a step).
-    """
+    """Fit a radiance field to posed views; writes views.png, orbit.mp4, metrics.json, model.safetensors."""

@@ -21,7 +21,7 @@ from .core.io import new_run_dir, read_json, source_stem, write_json
 from .models import create_model, create_saved_model, model_entry
 from .models.base import CoordNet
 from .core.phases import Phases
-from .engine.presets import resolve_preset
+from .engine.presets import ResolvedPreset, resolve_preset
 from .runs.spec import RunSpec, check_signal, discard_if_unstarted, read_config_file, read_run_config, source_sha256
 from .signals import Signal, load_signal, signal_class, signal_from_meta
 from .engine.train import TrainConfig, Trainer
@@ -102,25 +102,27 @@ def fit(
     save: bool = True,
     runs_root: str | Path = "runs",
     progress: bool | None = None,
-    signal_options: dict[str, Any] | None = None,
-    prior: str | None = None,
-    **model_options: Any,
+    signal_options: Mapping[str, Any] | None = None,
+    **options: Any,
 ) -> FitResult:
     """Fit ``model`` to ``signal`` and (with ``save``) write a run folder.
 
     ``signal`` is a :class:`Signal`, a path, or None for the preset's signal or the kind's
-    built-in default. ``model_options`` go to the model's config (``width=128``,
-    ``split="x+y"``...). ``preset`` (see ``coordfit presets``) supplies the model, its
-    options and training settings under the explicit ones (:func:`~coordfit.engine.presets.resolve_preset`);
-    ``train`` is a :class:`TrainConfig` or a mapping of its fields. Without a preset the
-    model is ``coordx`` and the kind ``image``. ``config`` (a JSON/YAML file, a run folder
-    or a :class:`~coordfit.runs.spec.RunSpec`) starts from a saved run's choices, under the
+    built-in default. ``options`` are the model's config fields (``width=128``,
+    ``split="x+y"``...) and the signal's (``alpha="drop"``, ``prior="default"`` for
+    views): each goes to the model when its config has it, else to the signal when the
+    kind's options have it (then only when ``fit`` reads the signal); ``signal_options``
+    names signal options alone. ``preset`` (see ``coordfit presets``) supplies the model,
+    its options and training settings under the explicit ones
+    (:func:`~coordfit.engine.presets.resolve_preset`); ``train`` is a :class:`TrainConfig`
+    or a mapping of its fields. Without a preset the model is ``coordx`` and the kind
+    ``image``. ``config`` (a JSON/YAML file, a run folder or a
+    :class:`~coordfit.runs.spec.RunSpec`) starts from a saved run's choices, under the
     explicit ones (a mapping ``train`` overrides the fields it names; a
     :class:`TrainConfig` those that differ from its defaults). The run folder is ``out``
     (must be empty or new) or ``runs/<kind>/<model>/<name>/``, where ``name`` defaults to
-    ``<input>-<YYYYmmdd-HHMMSS>``; a taken name gets ``-2``, ``-3``... ``prior``
-    (``kind="views"``: ``default``, a view-synthesis checkpoint or ``none``) is a signal
-    option; :func:`coordfit.fit_views` also fits without it and compares.
+    ``<input>-<YYYYmmdd-HHMMSS>``; a taken name gets ``-2``, ``-3``...
+    :func:`coordfit.fit_views` also fits a views scene without its prior and compares.
 
     >>> result = coordfit.fit("photo.png", "coordx", train=TrainConfig(steps=500))  # doctest: +SKIP
     >>> result = coordfit.fit(preset="coordx-image-paper", train={"steps": 500})  # doctest: +SKIP
@@ -129,38 +131,55 @@ def fit(
     """
     spec: RunSpec | None = None
     if config is not None:
-        spec = config if isinstance(config, RunSpec) else read_config_file(config)
-        try:
-            TrainConfig.from_dict(spec.train)  # the file's own settings, refused with the file named
-        except CoordfitError as exc:
-            raise CoordfitError(f"{spec.path or 'the config'}: {exc}") from None
+        spec = _read_spec(config)
         explicit_train = train.changed() if isinstance(train, TrainConfig) else dict(train or {})
         spec = spec.overridden(kind=signal.kind if isinstance(signal, Signal) else kind, model=model, preset=preset,
                                source=None if signal is None or isinstance(signal, Signal) else str(signal),
-                               model_options=model_options, train=explicit_train, signal_options=signal_options)
+                               model_options=options, train=explicit_train, signal_options=signal_options)
         kind, model, preset, train = spec.kind, spec.model, spec.preset, spec.train
-        model_options, signal_options = spec.model_options, spec.signal_options
+        options, signal_options = spec.model_options, spec.signal_options
         signal = signal if isinstance(signal, Signal) else spec.source
     choice = resolve_preset(preset, kind=signal.kind if isinstance(signal, Signal) else kind, model=model,
-                            model_options=model_options, train=train)
-    model, train = choice.model, choice.train  # validated there
-    if prior is not None:
-        if isinstance(signal, Signal):
-            raise CoordfitError("prior= applies when fit() reads the scene; give it to the signal's load() instead")
-        signal_options = {**(signal_options or {}), "prior": prior}
+                            model_options=options, train=train)
+    model_options, routed = _route_options(choice)
+    signal_options = {**(signal_options or {}), **routed}
     if not isinstance(signal, Signal):
-        signal = load_signal(choice.kind, signal if signal is not None else choice.source, **(signal_options or {}))
+        signal = load_signal(choice.kind, signal if signal is not None else choice.source, **signal_options)
         if spec is not None:
             spec.check_source(signal)
-    net = _prepare_model(model, signal, train.seed, choice.model_options)
+    elif signal_options:
+        named = ", ".join(f"{k}=" for k in signal_options)
+        raise CoordfitError(f"signal options ({named}) apply when fit() reads the signal; give them to the "
+                            "signal's load() instead")
+    net = _prepare_model(choice.model, signal, choice.train.seed, model_options)
     stem = source_stem(signal.meta().get("source"))
-    run_dir = new_run_dir(signal.kind, model, out, runs_root, stem=stem, name=name) if save else None
+    run_dir = new_run_dir(signal.kind, choice.model, out, runs_root, stem=stem, name=name) if save else None
     with discard_if_unstarted(run_dir):  # a start that fails leaves --out reusable
-        trainer = Trainer(net, signal, train, run_dir)
+        trainer = Trainer(net, signal, choice.train, run_dir)
         if run_dir is not None:  # the settings resolved for the device (batch, precision, lr...)
-            write_json(run_dir / "config.json", _run_config(model, net, signal, trainer.config))
+            write_json(run_dir / "config.json", _run_config(choice.model, net, signal, trainer.config))
         phases = _train(trainer, progress)
-    return _finish(trainer, run_dir, model, phases)
+    return _finish(trainer, run_dir, choice.model, phases)
+
+
+def _read_spec(config: str | Path | RunSpec) -> RunSpec:
+    """A config file (or run folder) read, its training settings checked with the file named."""
+    spec = config if isinstance(config, RunSpec) else read_config_file(config)
+    try:
+        TrainConfig.from_dict(spec.train)
+    except CoordfitError as exc:
+        raise CoordfitError(f"{spec.path or 'the config'}: {exc}") from None
+    return spec
+
+
+def _route_options(choice: ResolvedPreset) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``choice.model_options`` split into the model's (its config's fields, and whatever
+    neither takes: the model's config refuses it) and the signal's (the kind's options)."""
+    model_fields = {f.name for f in dataclasses.fields(model_entry(choice.model).config_cls)}
+    signal_fields = {f.name for f in dataclasses.fields(signal_class(choice.kind).options_cls)}
+    to_signal = {k for k in choice.model_options if k not in model_fields and k in signal_fields}
+    return ({k: v for k, v in choice.model_options.items() if k not in to_signal},
+            {k: v for k, v in choice.model_options.items() if k in to_signal})
 
 
 def resume(
@@ -181,8 +200,8 @@ def resume(
     (``steps`` alone: no time budget; ``time_budget`` alone: no step limit); passing
     neither keeps them, which continues an interrupted run and refuses a finished one.
     ``logger`` (``none``, ``tensorboard``) replaces the saved one from this session on.
-    ``settings`` may change where and how the run goes on (:data:`RESUME_SETTINGS`:
-    device, threads, compile, checkpoint_every), not what it computes: the model, the
+    ``settings`` may change where and how the run goes on (:data:`RESUME_SETTINGS` that
+    :class:`TrainConfig` has: device, threads, compile, checkpoint_every), not what it computes: the model, the
     signal, the learning rate, the batches, the seed and the precision stay the run's
     (settings resolved for the first device, such as the batch, stay too).
 
@@ -192,35 +211,11 @@ def resume(
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
     cfg = read_run_config(run_dir)
-    ckpt = open_checkpoint(run_dir)
-    if not ckpt.has("train_state.json"):
-        raise CoordfitError(f"{run_dir} has no checkpoint to resume from (no train_state.json)")
-    state = load_train_state(ckpt.path("train_state.json"))
-    done = state["step"]
+    state = _saved_state(run_dir)
     if model is not None and model != cfg["model"]:
         raise CoordfitError(f"{run_dir} was fitted with model '{cfg['model']}', not '{model}'")
-    try:
-        train = TrainConfig.from_dict(cfg["train"])
-    except CoordfitError as exc:
-        raise CoordfitError(f"{cfg_path}: {exc}") from None
-    new_limits = steps is not None or time_budget is not None
-    if new_limits:
-        train.steps, train.time_budget = steps, time_budget
-    unknown = sorted(set(settings) - set(RESUME_SETTINGS))
-    if unknown:
-        raise CoordfitError(f"a resume cannot change {', '.join(unknown)} (only steps, time_budget, target, "
-                            f"{', '.join(RESUME_SETTINGS)})")
-    train = dataclasses.replace(train, **{k: v for k, v in settings.items() if v is not None})
-    if target is not None:
-        train.target = target
-    if logger is not None:
-        train.logger = logger
-    train.validate()
-    if not new_limits and state.get("finished"):
-        raise CoordfitError(f"{run_dir} finished ({state.get('stopped_by') or 'steps'}) at step {done}; "
-                            "pass --steps N (a new total) or --time-budget S (seconds more)")
-    if train.steps is not None and done >= train.steps:
-        raise CoordfitError(f"{run_dir} already reached {done} steps; pass --steps larger than that")
+    train = _resumed_settings(cfg, state, run_dir, dict(settings, steps=steps, time_budget=time_budget,
+                                                        target=target, logger=logger))
     try:
         signal = signal_from_meta(cfg["signal"])
     except TypeError as exc:
@@ -231,6 +226,42 @@ def resume(
     trainer.load_checkpoint()
     write_json(cfg_path, {**cfg, "train": dataclasses.asdict(trainer.config)})
     return _finish(trainer, run_dir, cfg["model"], _train(trainer, progress))
+
+
+def _saved_state(run_dir: Path) -> dict[str, Any]:
+    """The training state of the run's checkpoint (verified), refused in one line when there is none."""
+    ckpt = open_checkpoint(run_dir)
+    if not ckpt.has("train_state.json"):
+        raise CoordfitError(f"{run_dir} has no checkpoint to resume from (no train_state.json)")
+    return load_train_state(ckpt.path("train_state.json"))
+
+
+def _resumed_settings(cfg: dict[str, Any], state: dict[str, Any], run_dir: Path, asked: dict[str, Any]) -> TrainConfig:
+    """The run's training settings with what a resume may change applied (``asked``: new
+    limits, the logger and :data:`RESUME_SETTINGS`; None: unchanged), checked against the
+    step the run has reached."""
+    try:
+        train = TrainConfig.from_dict(cfg["train"])
+    except CoordfitError as exc:
+        raise CoordfitError(f"{run_dir / 'config.json'}: {exc}") from None
+    limits = {k: asked.pop(k) for k in ("steps", "time_budget")}
+    new_limits = any(v is not None for v in limits.values())
+    if new_limits:  # either replaces both saved limits
+        train = dataclasses.replace(train, **limits)
+    allowed = [k for k in (*RESUME_SETTINGS, "target", "logger") if hasattr(train, k)]
+    unknown = sorted(set(asked) - set(allowed))
+    if unknown:
+        raise CoordfitError(f"a resume cannot change {', '.join(unknown)} (only steps, time_budget, "
+                            f"{', '.join(allowed)})")
+    train = dataclasses.replace(train, **{k: v for k, v in asked.items() if v is not None})
+    train.validate()
+    done = state["step"]
+    if not new_limits and state.get("finished"):
+        raise CoordfitError(f"{run_dir} finished ({state.get('stopped_by') or 'steps'}) at step {done}; "
+                            "pass --steps N (a new total) or --time-budget S (seconds more)")
+    if train.steps is not None and done >= train.steps:
+        raise CoordfitError(f"{run_dir} already reached {done} steps; pass --steps larger than that")
+    return train
 
 
 @dataclass

@@ -123,7 +123,7 @@ def test_real_subprocess(image_png: Path, tmp_path: Path) -> None:
 def test_help_is_clear(runner) -> None:
     res = runner.invoke(app, ["image", "--help"])
     assert res.exit_code == 0
-    for flag in ("--model", "--split", "--steps", "--time-budget", "--target-psnr", "--resume", "--device", "--out"):
+    for flag in ("--model", "--split", "--steps", "--time-budget", "--target", "--resume", "--device", "--out"):
         assert flag in res.stdout
 
 

@@ -34,10 +34,12 @@ from ..models import create_model, model_entry
 from ..core.progress import Progress
 from ..engine.train import TrainConfig, Trainer
 from .records import read_item, read_suite_file
-from .suite import PROTOCOLS, ModelSpec, SignalSpec, Suite, load_bench_signal, resolve_model_options, shard_signals
+from .config import ReportConfig
+from .suite import (PROTOCOLS, ModelSpec, SignalSpec, Suite, build_suite, load_bench_signal, parse_shard,
+                    resolve_model_options, shard_signals, with_budgets)
 from .timing import PeakMemory, machine_info, time_interleaved
 
-__all__ = ["run_suite", "prepare_out", "item_path", "timing_path"]
+__all__ = ["run_report", "run_suite", "prepare_out", "item_path", "timing_path"]
 
 _CURVE_POINTS = 200  # at most this many (seconds, quality) points kept per fit
 
@@ -208,6 +210,15 @@ class _Units:
     def advance(self) -> None:
         self.done += 1
         self.bar.update(self.done, time.perf_counter() - self.t0, now=self.what)
+
+
+def run_report(cfg: ReportConfig, out: str | Path, resume: bool = False, progress: bool | None = None) -> Path:
+    """Run the suite ``cfg`` names (its budgets overridden where ``cfg`` says), the shard it
+    names, into ``out``, and write the report; returns the path of ``report.md``."""
+    if resume and out is None:
+        raise CoordfitError("--resume needs --out DIR (the folder of the interrupted run)")
+    plan = with_budgets(build_suite(cfg.suite, cfg.data, cfg.device), cfg.steps, cfg.seconds, cfg.repeats)
+    return run_suite(plan, out, parse_shard(cfg.shard), resume=resume, progress=progress, threads=cfg.threads)
 
 
 def run_suite(suite: Suite, out: str | Path, shard: tuple[int, int] = (1, 1), resume: bool = False,

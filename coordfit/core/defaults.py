@@ -15,8 +15,10 @@ from typing import Literal, get_args
 __all__ = ["DeviceName", "Precision", "PRECISIONS", "DeviceDefaults", "DEFAULTS", "DEFAULT_STEPS", "RESUME_SETTINGS", "asset_path"]
 
 DEFAULT_STEPS = 2000  # steps of a run that names neither steps nor a time budget (with the device's budget)
-# TrainConfig fields a resume may change besides its limits: where and how it trains, not what it computes.
-RESUME_SETTINGS = ("device", "threads", "compile", "checkpoint_every")
+# What a resume may change besides its limits (steps, time budget, target), for every trainer
+# whose config has the field: where and how it trains, not what it computes. A resume also
+# chooses its logger and progress display.
+RESUME_SETTINGS = ("device", "threads", "compile", "checkpoint_every", "workers")
 
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 Precision = Literal["auto", "fp32", "tf32", "bf16"]

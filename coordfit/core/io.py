@@ -27,6 +27,7 @@ __all__ = [
     "atomic_write",
     "write_json",
     "read_json",
+    "read_mapping",
     "to_json",
     "new_run_dir",
     "source_stem",
@@ -252,3 +253,24 @@ def new_run_dir(
         except FileExistsError:  # taken: never reuse another run's folder
             candidate = base / f"{name}-{n}"
             n += 1
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """A config file's mapping: JSON, or YAML (``.yaml``/``.yml``) with PyYAML installed; one line otherwise."""
+    path = Path(path)
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        return read_json(path, expect=dict)
+    try:
+        import yaml
+    except ImportError:
+        raise CoordfitError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); "
+                            "a JSON config (a run's config.json) needs nothing") from None
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CoordfitError(f"{path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise CoordfitError(f"{path} is not valid YAML ({' '.join(str(exc).split())})") from None
+    if not isinstance(data, dict):
+        raise CoordfitError(f"{path} should hold a mapping of keys to values, not {type(data).__name__}")
+    return data

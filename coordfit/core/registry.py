@@ -9,7 +9,8 @@ and offers ``list_*`` / ``create_*`` on top, as timm's ``list_models`` / ``creat
 
 A component configured by a dataclass subclasses :class:`Config` for it:
 ``from_dict`` refuses unknown keys and reads values by the field types (``Literal``
-choices, ``bool`` from ``true``/``false``, ``int``, ``float``, ``str``, ``X | None``),
+choices, ``bool`` from ``true``/``false``, ``int``, ``float``, ``str``, ``X | None``,
+fixed tuples from ``320x136``, lists from ``2,4,8``),
 and ``validate()`` checks the ``Literal`` choices, then the class's own rules; both
 raise one line. :func:`field_docs` reads each field's one-line comment or docstring
 from the source, so ``coordfit models -v`` shows what an option means.
@@ -185,6 +186,11 @@ def _coerce(value: Any, tp: Any, key: str, owner: str) -> Any:
         return _coerce(value, inner[0], key, owner)
     if typing.get_origin(tp) is tuple:
         return _coerce_tuple(value, typing.get_args(tp), key, owner)
+    if typing.get_origin(tp) is list and isinstance(value, str | list | tuple):  # [2, 4], "2,4" or ["2", "4,8"]
+        parts = [value] if isinstance(value, str) else value
+        items = [p for part in parts for p in (part.replace(",", " ").split() if isinstance(part, str) else [part])]
+        (arg,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, arg, key, owner) for v in items]
     if tp is bool:
         if isinstance(value, bool):
             return value

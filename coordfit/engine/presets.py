@@ -14,7 +14,7 @@ from typing import Any
 
 from ..core.errors import CoordfitError
 from ..core.registry import Registry, config_from_dict
-from .train import TrainConfig
+from .config import TrainConfig
 
 __all__ = ["Preset", "PRESETS", "DEFAULT_MODEL", "ResolvedPreset", "get_preset", "list_presets", "register_preset",
            "resolve_preset"]

@@ -18,10 +18,9 @@ exact there) and by at most the GPU's queue behind the host on CUDA (bounded by
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -30,10 +29,11 @@ import torch
 
 from ..core.checkpoint import load_optimizer, load_train_state, load_weights, save_optimizer, save_train_state, save_weights
 from ..core.defaults import DEFAULT_STEPS
-from ..core.device import PRECISIONS, StepClock, autocast, device_defaults, device_settings, resolve_device
+from ..core.device import StepClock, autocast, device_settings, resolve_device
 from ..core.errors import CoordfitError, TrainingInterrupted
 from ..core.interrupt import StopOnSignal
-from .loggers import LOGGERS, run_loggers, trim_log
+from .config import TrainConfig as TrainConfig
+from .loggers import run_loggers, trim_log
 from ..models.registry import model_entry
 from ..signals.base import Signal
 
@@ -41,77 +41,6 @@ if TYPE_CHECKING:
     from .loggers import RunLogger
 
 __all__ = ["TrainConfig", "Trainer", "TrainingInterrupted", "DEFAULT_STEPS"]
-
-
-@dataclass
-class TrainConfig:
-    """How long and how a fit trains. ``None`` fields take the device's default (:meth:`resolved`)."""
-
-    steps: int | None = None  # maximum optimiser steps (None: no step limit under a time budget)
-    time_budget: float | None = None  # stop after this many seconds of training (this session's)
-    target: float | None = None  # stop once the training-batch quality (PSNR dB, IoU) reaches this
-    lr: float | None = None  # Adam learning rate (None: the model's default)
-    grid_batch: int | None = None  # split models: points in each step's sub-grid (full grid if it fits)
-    batch_points: int | None = None  # unsplit models: random points per step
-    log_every: int = 25  # steps between log.csv rows
-    checkpoint_every: int = 500  # steps between checkpoints (0: only at the end or on Ctrl-C)
-    seed: int = 0  # seeds the model init and the sampler
-    device: str = "auto"  # auto | cpu | cuda | mps
-    precision: str = "auto"  # auto | fp32 | tf32 (CUDA matmuls; fp32 elsewhere) | bf16 (autocast)
-    compile: bool = False  # torch.compile the model (eager with one warning where it cannot)
-    threads: int | None = None  # torch CPU threads (None: the device's default, 1 on CPUs)
-    logger: str = "none"  # none | tensorboard: where log rows go besides log.csv and curves.png
-
-    def validate(self) -> None:
-        """Refuse impossible settings with one line (non-finite numbers included)."""
-        for name in ("time_budget", "target", "lr"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, int | float) and math.isfinite(value)):
-                raise CoordfitError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
-        for name in ("steps", "time_budget", "lr", "grid_batch", "batch_points", "threads"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise CoordfitError(f"--{name.replace('_', '-')} must be positive, got {value}")
-        if self.log_every <= 0:
-            raise CoordfitError(f"--log-every must be positive, got {self.log_every}")
-        if self.checkpoint_every < 0:
-            raise CoordfitError(f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
-        if self.precision not in PRECISIONS:
-            raise CoordfitError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
-        if self.logger not in LOGGERS:
-            raise CoordfitError(f"--logger must be one of {', '.join(LOGGERS)}, got '{self.logger}'")
-        resolve_device(self.device)
-
-    def resolved(self, device: torch.device | None = None) -> TrainConfig:
-        """A copy with every default filled in for ``device`` (see :mod:`coordfit.core.device`).
-
-        Neither ``steps`` nor ``time_budget``: :data:`DEFAULT_STEPS` steps or the device's
-        first-run budget, whichever comes first.
-        """
-        device = device or resolve_device(self.device)
-        d = device_defaults(device)
-        steps, budget = self.steps, self.time_budget
-        if steps is None and budget is None:
-            steps, budget = DEFAULT_STEPS, d.first_run_seconds
-        precision = d.precision if self.precision == "auto" else self.precision
-        return replace(self, steps=steps, time_budget=budget, grid_batch=self.grid_batch or d.batch,
-                       batch_points=self.batch_points or d.batch, precision=precision,
-                       threads=self.threads or d.threads)
-
-    @classmethod
-    def from_dict(cls, data: Any) -> TrainConfig:
-        """Read saved settings (``config.json["train"]``) by type, validated; older runs'
-        ``target_psnr`` is ``target``."""
-        from ..core.registry import config_from_dict
-
-        if isinstance(data, dict) and "target_psnr" in data:
-            data = {k: v for k, v in data.items() if k != "target_psnr"} | {"target": data.get("target", data["target_psnr"])}
-        return config_from_dict(cls, data, "training")
-
-    def changed(self) -> dict[str, Any]:
-        """The fields that differ from their defaults (what a caller chose)."""
-        default = TrainConfig()
-        return {k: v for k, v in asdict(self).items() if v != getattr(default, k)}
 
 
 class Trainer:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import CoordfitError
+from ..core.registry import Config
 from ..geometry.cameras import intrinsics_from_fov, look_at, pixel_rays
 from .scenes import Scene
 
@@ -26,7 +27,10 @@ _EPS = 1e-4
 
 
 @dataclass
-class ProceduralConfig:
+class ProceduralConfig(Config):
+    """How procedural scenes are drawn: a :class:`~coordfit.core.registry.Config` (``from_dict``
+    refuses unknown keys; ``validate()`` checks every choice and range, each in one line)."""
+
     size: int = 32
     """Image height and width in pixels."""
     views: int = 6
@@ -43,14 +47,13 @@ class ProceduralConfig:
     """Horizontal field of view."""
 
     def validate(self) -> None:
+        super().validate()  # the layout's choices
         if self.size < 4:
             raise CoordfitError(f"scene size must be at least 4 px, got {self.size}")
         if self.views < 1:
             raise CoordfitError(f"views must be at least 1, got {self.views}")
         if not 0 < self.objects[0] <= self.objects[1]:
             raise CoordfitError(f"objects range must be 0 < min <= max, got {self.objects}")
-        if self.layout not in ("hemisphere", "orbit"):
-            raise CoordfitError(f"layout must be 'hemisphere' or 'orbit', got {self.layout!r}")
 
 
 @dataclass

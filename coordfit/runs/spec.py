@@ -26,7 +26,7 @@ from typing import Any
 
 from ..core.checkpoint import clean_stale, find_checkpoint
 from ..core.errors import CoordfitError
-from ..core.io import BUILTIN_SOURCE, read_json
+from ..core.io import BUILTIN_SOURCE, read_json, read_mapping
 
 __all__ = ["read_run_config", "source_sha256", "check_signal", "discard_if_unstarted", "RunSpec", "read_config_file"]
 
@@ -187,7 +187,7 @@ def read_config_file(path: str | Path) -> RunSpec:
     path = Path(path)
     if path.is_dir():
         path = path / "config.json"
-    data = _read_mapping(path)
+    data = read_mapping(path)
     known = _SPEC_KEYS + _RECORD_KEYS
     unknown = [k for k in data if k not in known]
     if unknown:
@@ -223,25 +223,6 @@ def _saved_defaults(model: str) -> dict[str, Any]:
         return saved_defaults(model)
     except CoordfitError:  # an unknown model is refused where the run starts
         return {}
-
-
-def _read_mapping(path: Path) -> dict[str, Any]:
-    if path.suffix.lower() not in (".yaml", ".yml"):
-        return read_json(path, expect=dict)
-    try:
-        import yaml
-    except ImportError:
-        raise CoordfitError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); "
-                            "a JSON config (a run's config.json) needs nothing") from None
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise CoordfitError(f"{path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise CoordfitError(f"{path} is not valid YAML ({' '.join(str(exc).split())})") from None
-    if not isinstance(data, dict):
-        raise CoordfitError(f"{path} should hold a mapping of keys to values, not {type(data).__name__}")
-    return data
 
 
 def _part(data: dict[str, Any], key: str, kind: type, path: Path) -> Any:
