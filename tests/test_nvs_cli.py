@@ -54,10 +54,21 @@ def test_scenes_train_eval_round_trip(tmp_path):
     assert scores["scenes"] == 2 and 0 < scores["model"]["psnr"] < 60
     # resume adds steps to the same folder; off a terminal progress is plain lines, the last one at the end
     out = _ok(["train", "--resume", run, "--steps", 4, "--device", "cpu"])
-    assert f"resuming {run} at step 3 of 4" in out
-    last = [line for line in out.splitlines() if line.startswith("train")][-1].split()
-    assert last[1:4] == ["100%", "step", "4/4"] and "loss" in last, out
+    last = [line for line in out.splitlines() if line.startswith("train efficient-lvsm")][-1].split()
+    assert last[2:5] == ["100%", "step", "4/4"] and "loss" in last and "psnr" in last, out
     assert json.loads((run / "train_state.json").read_text())["step"] == 4
+    # it ends with what it reached and what to run next; its log, curves and metrics are the fits' files
+    assert "final_batch_psnr" in out and f"coordfit nvs eval --checkpoint {run}" in out, out
+    assert all((run / name).is_file() for name in ("log.csv", "curves.png", "metrics.json"))
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 4
+    from coordfit_cli.main import app  # coordfit runs lists it beside the fits
+
+    res = runner.invoke(app, ["runs", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    (row,) = json.loads(res.stdout)["runs"]
+    assert (row["kind"], row["model"], row["input"], row["steps"], row["state"]) == ("nvs", "efficient-lvsm", "scenes",
+                                                                                      4, "steps")
+    assert row["quality_name"] == "final_batch_psnr" and row["quality"] > 0
 
 
 def _tiny_run(tmp_path, steps=2, *extra):
@@ -119,7 +130,7 @@ def test_resume_refusals_leave_the_run_as_it_was(tmp_path):
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     _bad(["train", "--resume", run, "--steps", 1], "already reached 2 steps; pass --steps larger")
     _bad(["train", "--resume", run], "already reached 2 steps")
-    _bad(["train", "--resume", run, "--steps", 5, "--lr", 1, "-o", "width=8"], "drop --lr, --option")
+    _bad(["train", "--resume", run, "--steps", 5, "--lr", 1, "-o", "width=8"], "cannot change --lr, -o")
     _bad(["train", "--resume", run, "--steps", 5, "--device", "tpu"], "unknown device")
     _bad(["train", "--resume", tmp_path / "nowhere", "--steps", 5], "not a view-synthesis run folder")
     (run / "model.json").write_text("[]")  # every file nvs reads back is checked
@@ -136,13 +147,15 @@ def test_resume_refusals_leave_the_run_as_it_was(tmp_path):
 def test_ctrl_c_saves_and_says_how_to_continue(tmp_path, monkeypatch):
     from coordfit.engine import nvs_train
 
-    append = nvs_train._append_log
+    step, calls = nvs_train._step, []
 
-    def log_then_ctrl_c(run, row):  # Ctrl-C right after the first log line
-        append(run, row)
-        os.kill(os.getpid(), signal.SIGINT)
+    def ctrl_c_in_step_3(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # acted on at the step's end
+        return step(*args)
 
-    monkeypatch.setattr(nvs_train, "_append_log", log_then_ctrl_c)
+    monkeypatch.setattr(nvs_train, "_step", ctrl_c_in_step_3)
     run = tmp_path / "run"
     res = runner.invoke(nvs_app, [str(a) for a in ["train", "--procedural", "--steps", 6, "--log-every", 2,
                                                    "--batch-size", 1, "--size", 8, "--input-views-min", 1,
@@ -168,8 +181,7 @@ def test_every_option_has_help_that_survives_rich_markup():
                 assert param.help, f"nvs {name} {param.name} has no help"
     res = runner.invoke(nvs_app, ["train", "--help"], env={"COLUMNS": "200"}, terminal_width=200)
     text = " ".join(res.output.split())
-    assert "Total steps; with --resume, the saved total unless given. [default: 2000]" in text, text
-    assert "(for --steps steps: 2000 unless given)" in text
+    assert "Total optimiser steps (on --resume: the new total) (default: 2,000)." in text, text
 
 
 def test_bench_writes_json(tmp_path):
@@ -225,6 +237,6 @@ def test_kill_9_then_resume_ends_as_an_uninterrupted_run(tmp_path):
     _ok([*args, "--out", whole])
     a, b = load_file(str(killed / "model.safetensors")), load_file(str(whole / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    rows = [[(r["step"], r["loss"]) for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())]
+    rows = [[tuple(line.split(",")[::2]) for line in (run / "log.csv").read_text().splitlines()[1:]]  # step, loss
             for run in (killed, whole)]
     assert rows[0] == rows[1] and len(rows[0]) == 30  # checkpoints fall on log steps: the same means

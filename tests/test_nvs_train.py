@@ -1,6 +1,8 @@
 """Training: the loss falls, checkpoints resume exactly (also after Ctrl-C), refused resumes
-change nothing, DDP with 2 CPU processes keeps replicas in sync."""
+change nothing, DDP with 2 CPU processes keeps replicas in sync, runs of older coordfit
+(log.jsonl, input_views) resume."""
 
+import csv
 import json
 import math
 import os
@@ -26,13 +28,29 @@ TINY = dict(width=32, head_dim=16, depth=1, patch=4)
 
 
 def _cfg(**kw):
-    base = dict(model="efficient-lvsm", model_config=TINY, size=16, input_views=(2, 3), target_views=1,
+    base = dict(model="efficient-lvsm", model_config=TINY, size=16, input_views_min=2, input_views_max=3, target_views=1,
                 steps=40, batch_size=4, lr=3e-3, warmup=5, log_every=5, checkpoint_every=20, device="cpu")
     return NVSTrainConfig(**{**base, **kw})
 
 
 def _log(run):
-    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    with (run / "log.csv").open(newline="") as f:
+        return [{"step": int(r["step"]), **{k: float(r[k]) for k in ("seconds", "loss", "psnr")}} for r in csv.DictReader(f)]
+
+
+def _interrupt_after(monkeypatch, steps, sig=signal.SIGINT):
+    """Send ``sig`` to this process inside optimiser step number ``steps`` (of this session)."""
+    from coordfit.engine import nvs_train
+
+    step, calls = nvs_train._step, []
+
+    def counting(*args):
+        calls.append(1)
+        if len(calls) == steps:
+            os.kill(os.getpid(), sig)  # acted on at the step's end
+        return step(*args)
+
+    monkeypatch.setattr(nvs_train, "_step", counting)
 
 
 def _fixed_loss(model):
@@ -52,13 +70,14 @@ def test_tiny_training_lowers_the_loss_and_resumes(tmp_path):
     assert after < 0.8 * before, (before, after)  # on scenes training never saw (0.049 -> 0.034)
     rows = _log(run)
     assert [r["step"] for r in rows] == list(range(5, 65, 5))
-    assert all(r["loss"] == r["loss"] for r in rows)  # no NaN
+    assert all(r["loss"] == r["loss"] and 5 < r["psnr"] < 40 for r in rows)  # no NaN; the batch PSNR beside the loss
+    assert (run / "curves.png").is_file() and json.loads((run / "metrics.json").read_text())["steps"] == 60
     assert json.loads((run / "train_state.json").read_text())["step"] == 60
     assert json.loads((run / "config.json").read_text())["model_config"] == TINY
     # resume to more steps continues from step 60 with the saved optimizer; lines a killed run
     # logged after its checkpoint (and a torn last one) are dropped
-    with open(run / "log.jsonl", "a") as f:
-        f.write('{"step": 65, "loss": 9.0}\n{"step": 7')
+    with open(run / "log.csv", "a") as f:
+        f.write("65,1.0,9.0,10.0\n7")
     resume(run, steps=70, progress=None)
     assert json.loads((run / "train_state.json").read_text())["step"] == 70
     assert [r["step"] for r in _log(run)] == list(range(5, 75, 5)) and _log(run)[-2]["loss"] < 1
@@ -67,6 +86,29 @@ def test_tiny_training_lowers_the_loss_and_resumes(tmp_path):
     # a non-empty --out is refused, never overwritten
     with pytest.raises(CoordfitError, match="not empty"):
         train(_cfg(steps=1), out=run, progress=None)
+
+
+def test_a_run_of_older_coordfit_resumes(tmp_path):
+    """Runs written before log.csv (log.jsonl; input_views as a pair) load and resume: the
+    old rows up to the checkpoint become log.csv rows (their batch PSNR unrecorded)."""
+    run = train(_cfg(steps=4, log_every=2, checkpoint_every=2, workers=0), out=tmp_path / "run")
+    rows = _log(run)
+    (run / "log.csv").unlink()
+    (run / "metrics.json").unlink()
+    (run / "log.jsonl").write_text("".join(json.dumps({"step": r["step"], "loss": r["loss"], "lr": 0.003,
+                                                       "seconds": r["seconds"]}) + "\n" for r in rows)
+                                   + '{"step": 6, "loss": 9.0}\n')  # logged after the checkpoint by a killed run
+    config = json.loads((run / "config.json").read_text())
+    config = {k: v for k, v in config.items() if not k.startswith("input_views") and k != "logger"}
+    (run / "config.json").write_text(json.dumps({**config, "input_views": [2, 3]}))
+    model, info = load_model(run)
+    assert info["steps"] == 4
+    resume(run, steps=6, workers=0)
+    assert not (run / "log.jsonl").exists()
+    now = _log(run)
+    assert [r["step"] for r in now] == [2, 4, 6] and [r["loss"] for r in now[:2]] == pytest.approx([r["loss"] for r in rows])
+    assert math.isnan(now[0]["psnr"]) and now[2]["psnr"] > 5
+    assert json.loads((run / "config.json").read_text())["input_views_max"] == 3
 
 
 def test_lr_schedule_warms_up_then_decays():
@@ -103,7 +145,7 @@ def _weights(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def test_ctrl_c_saves_at_a_step_boundary_and_resume_is_exact(tmp_path):
+def test_ctrl_c_saves_at_a_step_boundary_and_resume_is_exact(tmp_path, monkeypatch):
     """A run interrupted at step 4 and resumed (batches rendered ahead by two threads, then
     in the training thread) ends with the same weights, bit for bit, as one run straight
     through."""
@@ -112,13 +154,11 @@ def test_ctrl_c_saves_at_a_step_boundary_and_resume_is_exact(tmp_path):
     straight = create_model("efficient-lvsm", NVSConfig(**TINY))
     train(_cfg(**cfg, workers=0), out=tmp_path / "straight", model=straight)
 
-    def ctrl_c_after_step_3(step, total, seconds, loss):
-        if step == 3:
-            os.kill(os.getpid(), signal.SIGINT)  # handled at the next step boundary
-
     run = tmp_path / "interrupted"
+    _interrupt_after(monkeypatch, 4)  # handled at the step's end
     with pytest.raises(TrainingInterrupted, match=f"interrupted at step 4; checkpoint saved in {run}"):
-        train(_cfg(**cfg, workers=2), out=run, progress=ctrl_c_after_step_3)
+        train(_cfg(**cfg, workers=2), out=run)
+    monkeypatch.undo()
     assert json.loads((run / "train_state.json").read_text())["step"] == 4
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
     resume(run, workers=0)
@@ -127,53 +167,67 @@ def test_ctrl_c_saves_at_a_step_boundary_and_resume_is_exact(tmp_path):
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value, atol=0, rtol=0)
     assert [r["step"] for r in _log(run)] == [2, 4, 6, 7]
+    assert [r["step"] for r in _log(tmp_path / "straight")] == [2, 4, 6, 7]
 
 
-def test_sigterm_saves_like_ctrl_c(tmp_path):
-    def sigterm_after_step_1(step, total, seconds, loss):
-        if step == 1:
-            os.kill(os.getpid(), signal.SIGTERM)
-
+def test_sigterm_saves_like_ctrl_c(tmp_path, monkeypatch):
     before = signal.getsignal(signal.SIGTERM)
     run = tmp_path / "run"
+    _interrupt_after(monkeypatch, 2, signal.SIGTERM)
     with pytest.raises(TrainingInterrupted, match="interrupted at step 2"):
-        train(_cfg(steps=6, workers=0), out=run, progress=sigterm_after_step_1)
+        train(_cfg(steps=6, workers=0), out=run)
     assert json.loads((run / "train_state.json").read_text())["step"] == 2
     assert signal.getsignal(signal.SIGTERM) == before
 
 
 def test_the_loss_is_read_at_log_steps_only(tmp_path, monkeypatch):
-    """No per-step host sync: float() of a tensor happens once per log line, and the line
-    holds the mean loss since the previous one."""
+    """No per-step host sync: the training thread reads a tensor once per log row (loss and
+    MSE at once), and the row holds the means since the previous one."""
     reads = []
-    original = torch.Tensor.__float__
 
-    def counting(self):
-        if threading.current_thread() is threading.main_thread():  # the renderer's thread reads floats
-            reads.append(self.numel())
-        return original(self)
+    def counting(name):
+        original = getattr(torch.Tensor, name)
 
-    monkeypatch.setattr(torch.Tensor, "__float__", counting)
-    seen = []
-    run = train(_cfg(steps=8, log_every=4, workers=1), out=tmp_path / "run",
-                progress=lambda step, total, seconds, loss: seen.append((step, loss)))
+        def read(self, *args):
+            if threading.current_thread() is threading.main_thread():  # the renderer's thread reads numbers
+                reads.append(name)
+            return original(self, *args)
+        return read
+
+    for name in ("__float__", "tolist"):  # (AdamW reads its CPU step counter with item(): not a device sync)
+        monkeypatch.setattr(torch.Tensor, name, counting(name))
+    run = train(_cfg(steps=8, log_every=4, workers=1), out=tmp_path / "run")
     monkeypatch.undo()
-    assert len(reads) == 2  # steps 4 and 8
+    assert reads == ["tolist", "tolist"]  # steps 4 and 8
     rows = _log(run)
     assert [r["step"] for r in rows] == [4, 8] and all(0 < r["loss"] < 1 for r in rows)
-    assert [step for step, _ in seen] == list(range(9))  # once before the first step, then every step
-    assert math.isnan(seen[3][1]) and seen[4][1] == rows[0]["loss"] and seen[7][1] == rows[0]["loss"]
+    assert all(r["psnr"] == pytest.approx(-10 * math.log10(r["loss"]), abs=1e-3) for r in rows)  # MSE loss alone
+
+
+class _Threads:
+    """A logger that records torch's thread count when a session starts and at each log row."""
+
+    def __init__(self):
+        self.seen = []
+
+    def start(self, step):
+        self.seen.append(torch.get_num_threads())
+
+    def log(self, step, seconds, scalars):
+        self.seen.append(torch.get_num_threads())
+
+    def close(self):
+        pass
 
 
 def test_torch_threads_follow_the_device_default_or_the_option_and_are_restored(tmp_path):
-    seen = []
     torch.set_num_threads(2)  # as torch would choose on a 2-core machine (the fixture restores one)
-    run = train(_cfg(steps=1, workers=0), out=tmp_path / "a",
-                progress=lambda *_: seen.append(torch.get_num_threads()))
-    assert seen == [2, 1] and torch.get_num_threads() == 2  # one on a CPU while stepping, then as before
-    seen.clear()
-    resume(run, steps=2, threads=3, progress=lambda *_: seen.append(torch.get_num_threads()))
-    assert seen == [2, 3] and torch.get_num_threads() == 2
+    threads = _Threads()
+    run = train(_cfg(steps=1, workers=0), out=tmp_path / "a", loggers=[threads])
+    assert threads.seen == [2, 1] and torch.get_num_threads() == 2  # one on a CPU while stepping, then as before
+    threads = _Threads()
+    resume(run, steps=2, threads=3, loggers=[threads])
+    assert threads.seen == [2, 3] and torch.get_num_threads() == 2
     with pytest.raises(CoordfitError, match="--threads must be a positive integer"):
         resume(run, steps=3, threads=0)
 
@@ -184,7 +238,7 @@ def test_a_diverged_run_stops_with_one_line_and_keeps_its_last_checkpoint(tmp_pa
     run = train(_cfg(steps=4, log_every=2, checkpoint_every=2, workers=0), out=tmp_path / "run")
     good = _snapshot(run)
     loss = nvs_train._loss
-    monkeypatch.setattr(nvs_train, "_loss", lambda *a: loss(*a) * math.nan)
+    monkeypatch.setattr(nvs_train, "_loss", lambda *a: tuple(x * math.nan for x in loss(*a)))
     with pytest.raises(CoordfitError, match="training diverged: the loss is nan at step 6"):
         resume(run, steps=8)
     assert _snapshot(run)["model.safetensors"] == good["model.safetensors"]
@@ -216,7 +270,7 @@ def test_refused_resumes_change_nothing(tmp_path):
         ("optimizer.safetensors", None, "incomplete: optimizer.safetensors is missing"),
         ("train_state.json", b'{"step": "two"}', "is torn: train_state.json"),
         ("config.json", b"[]", "must be a JSON object"),
-        ("config.json", json.dumps({**config, "stpes": 3}).encode(), "unknown training options"),
+        ("config.json", json.dumps({**config, "stpes": 3}).encode(), "training has no option 'stpes'"),
         ("config.json", json.dumps({**config, "lr": -1}).encode(), "--lr must be a finite number > 0"),
         ("config.json", json.dumps({**config, "model_config": {"width": "abc"}}).encode(), "must be int"),
     ]:
@@ -231,17 +285,19 @@ def test_refused_resumes_change_nothing(tmp_path):
     assert json.loads((run / "config.json").read_text())["steps"] == 3
 
 
-def test_a_failed_start_leaves_the_folder_reusable(tmp_path):
-    def crash(step, total, seconds, loss):
+class _Crash(_Threads):
+    def start(self, step):
         raise RuntimeError("disk on fire")
 
+
+def test_a_failed_start_leaves_the_folder_reusable(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="disk on fire"):
-        train(_cfg(steps=2, workers=0), out=out, progress=crash)
+        train(_cfg(steps=2, workers=0), out=out, loggers=[_Crash()])
     assert not out.exists()
     out.mkdir()
     with pytest.raises(RuntimeError, match="disk on fire"):
-        train(_cfg(steps=2, workers=0), out=out, progress=crash)
+        train(_cfg(steps=2, workers=0), out=out, loggers=[_Crash()])
     assert out.is_dir() and not any(out.iterdir())  # a folder the user made stays, empty
     train(_cfg(steps=2, workers=0), out=out)
     assert json.loads((out / "train_state.json").read_text())["step"] == 2
@@ -249,7 +305,7 @@ def test_a_failed_start_leaves_the_folder_reusable(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (dict(steps=0), "--steps must be a positive integer"),
-    (dict(steps=2.5), "--steps must be a positive integer"),
+    (dict(steps=2.5), "--steps must be a positive integer|steps=2.5 must be int"),
     (dict(lr=-1.0), "--lr must be a finite number > 0"),
     (dict(lr=math.nan), "--lr must be"),
     (dict(lr=math.inf), "--lr must be"),
@@ -261,7 +317,7 @@ def test_a_failed_start_leaves_the_folder_reusable(tmp_path):
     (dict(seed=-1), "--seed must be"),
     (dict(workers=-1), "--workers must be"),
     (dict(size=3), "--size must be"),
-    (dict(input_views=(3, 2)), "input views must be a range"),
+    (dict(input_views_min=3, input_views_max=2), "input views must be a range"),
     (dict(model="nerf"), "unknown view-synthesis model"),
     (dict(model_config={"width": "abc"}), "width='abc' must be int"),
     (dict(model_config={"head_dim": 0}), "must be positive"),
@@ -281,8 +337,10 @@ def test_config_round_trips_and_refuses_unknown_keys():
     cfg = _cfg(workers=2)
     assert isinstance(cfg, Config)  # the one config base
     assert NVSTrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    with pytest.raises(CoordfitError, match=r"unknown training options \['stpes'\]"):
+    with pytest.raises(CoordfitError, match=r"training has no option 'stpes'"):
         NVSTrainConfig.from_dict({"stpes": 3})
+    old = {k: v for k, v in cfg.to_dict().items() if not k.startswith("input_views")} | {"input_views": [2, 3]}
+    assert NVSTrainConfig.from_dict(old) == cfg  # config.json of runs before input_views_min/max
 
 
 def test_seeds_that_would_reach_the_held_out_scenes_are_refused(tmp_path):

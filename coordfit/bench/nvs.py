@@ -25,14 +25,14 @@ import math
 import multiprocessing as mp
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .config import BenchConfig as BenchConfig
 from .timing import PeakMemory, machine_info, time_call, time_interleaved
-from ..core.errors import CoordfitError
 from ..core.io import write_json
 from ..nvs.attention import full_attention, quadtree_attention
 from ..nvs.layers import NVSConfig
@@ -40,42 +40,6 @@ from ..nvs.procedural import ProceduralConfig, make_scene
 from ..nvs.registry import create_model
 
 __all__ = ["BenchConfig", "run_bench", "format_tables"]
-
-
-@dataclass
-class BenchConfig:
-    width: int = 128
-    """Token width of both models."""
-    depth: int = 4
-    """Layers per stream of efficient-lvsm; lvsm gets 2 x depth."""
-    head_dim: int = 64
-    patch: int = 4
-    size: int = 32
-    """Image size (32 px, patch 4: 64 tokens per view)."""
-    views: list[int] = field(default_factory=lambda: [2, 4, 8, 16, 32])
-    targets: int = 8
-    """Target views rendered per call."""
-    tokens: list[int] = field(default_factory=lambda: [1024, 4096, 16384])
-    quadtree_levels: int = 4
-    quadtree_topk: list[int] = field(default_factory=lambda: [8, 8, 8])
-    repeats: int = 3
-    """Timed calls per measurement (after one warm-up call); the median is reported."""
-    isolate: bool = True
-    """On CPU, measure each attention row in a fresh process (honest peak memory)."""
-
-    def validate(self) -> None:
-        """One line on the first value that cannot be measured."""
-        for name in ("width", "depth", "head_dim", "patch", "size", "targets", "repeats", "quadtree_levels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise CoordfitError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        if not self.views or min(self.views) < 1:
-            raise CoordfitError(f"--views must be positive, got {self.views}")
-        if not self.tokens or min(self.tokens) < 4:
-            raise CoordfitError(f"--tokens must be at least 4, got {self.tokens}")
-        model = NVSConfig(width=self.width, head_dim=self.head_dim, depth=self.depth, patch=self.patch)
-        model.validate()
-        model.check_image(self.size, self.size)
 
 
 def _ms(seconds: float) -> float:
@@ -168,12 +132,31 @@ def _attention_table(cfg: BenchConfig, device: torch.device, log: Callable[[str]
 
 
 def run_bench(
-    cfg: BenchConfig, device: torch.device, out: str | Path | None = None, log: Callable[[str], None] = print
+    cfg: BenchConfig, device: torch.device, out: str | Path | None = None, log: Callable[[str], None] = print,
+    progress: bool | None = False,
 ) -> dict[str, Any]:
-    """Run all three tables; write them to ``out`` (JSON) if given and return them."""
+    """Run all three tables; write them to ``out`` (JSON) if given and return them. ``log``
+    gets a line per row as it is measured; ``progress`` shows the rows done against all of
+    them (:class:`coordfit.core.progress.Progress`; None: a bar on a terminal, a line every
+    few seconds elsewhere)."""
+    from ..core.progress import Progress
+
+    total = 2 * len(cfg.views) + 4 * len(cfg.tokens)  # model rows (inference, add one view), attention rows
+    log(f"timing {total} rows on {device}: lvsm vs efficient-lvsm at {', '.join(map(str, cfg.views))} input views, "
+        f"attention at {', '.join(map(str, cfg.tokens))} tokens" + (" (a fresh process per attention row)"
+                                                                   if device.type == "cpu" and cfg.isolate else ""))
     t0 = time.perf_counter()
-    inference, add_one = _model_tables(cfg, device, log)
-    attention = _attention_table(cfg, device, log)
+    with Progress("bench", steps=total, enabled=progress, unit="row") as bar:
+        done = 0
+
+        def row(text: str) -> None:
+            nonlocal done
+            done += 1
+            log(text)
+            bar.update(done, time.perf_counter() - t0)
+
+        inference, add_one = _model_tables(cfg, device, row)
+        attention = _attention_table(cfg, device, row)
     result = {
         "machine": machine_info(device),
         "config": asdict(cfg),

@@ -4,9 +4,11 @@ A run folder is found by its ``config.json`` anywhere under a root (``runs/`` by
 default; report folders hold run folders too). Each becomes a :class:`RunRow` from
 files the run wrote: ``config.json`` (input, model), ``metrics.json`` (parameters,
 steps, seconds, the quality figure) and, for a run stopped before its metrics,
-``train_state.json`` (steps, seconds). Nothing is written: listing a folder never
-finishes a checkpoint or changes a file. Folders that are not fit runs (view-synthesis
-runs, damaged configs) are returned as skipped, with the reason.
+``train_state.json`` (steps, seconds). View-synthesis runs (``coordfit nvs train``) are
+listed too, as kind ``nvs``: their input is the scenes' folder (or ``procedural``), their
+quality the last training-batch PSNR. Nothing is written: listing a folder never
+finishes a checkpoint or changes a file. Folders that are not runs (damaged configs) are
+returned as skipped, with the reason.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class RunRow:
     path: str  # the folder
     input: str  # the input's name (source_stem of the source)
     source: str | None  # the input as recorded: a path or a built-in name
-    kind: str  # image, video, shape
+    kind: str  # image, video, shape, views, nvs
     model: str
     split: str | None  # split models' branches (x+y...), None for unsplit models
     params: int | None
@@ -98,13 +100,18 @@ def _row(folder: Path) -> tuple[float, RunRow]:
     if config is None:
         raise CoordfitError("no config.json")
     signal = config.get("signal")
-    if not isinstance(signal, dict) or not isinstance(config.get("model"), str) or "kind" not in signal:
-        what = "a view-synthesis run" if (folder / "log.jsonl").exists() else "not a fit run"
-        raise CoordfitError(f"{what} (its config.json has no signal and model)")
-    try:
-        cls = signal_class(str(signal["kind"]))
-    except CoordfitError:
-        raise CoordfitError(f"a run of an unknown signal kind '{signal['kind']}'") from None
+    if "signal" not in config and isinstance(config.get("model"), str) and "model_config" in config:
+        scenes = config.get("scenes")  # a view-synthesis run: scenes (or procedural ones), no signal
+        signal = {"kind": "nvs", "source": scenes if isinstance(scenes, str) else "procedural"}
+        quality = ("final_batch_psnr", "dB")
+    elif not isinstance(signal, dict) or not isinstance(config.get("model"), str) or "kind" not in signal:
+        raise CoordfitError("not a run (its config.json has no signal and model)")
+    else:
+        try:
+            cls = signal_class(str(signal["kind"]))
+        except CoordfitError:
+            raise CoordfitError(f"a run of an unknown signal kind '{signal['kind']}'") from None
+        quality = (cls.quality_name, cls.quality_unit)
     metrics = _read(folder / "metrics.json") or {}
     state = _read(folder / "train_state.json") or {}
     times = [p.stat().st_mtime for p in (folder / n for n in ("metrics.json", "train_state.json", "config.json"))
@@ -114,7 +121,7 @@ def _row(folder: Path) -> tuple[float, RunRow]:
     steps = metrics.get("steps") if current and metrics else state.get("step")
     seconds = metrics.get("train_seconds") if current and metrics else state.get("seconds")
     stopped = metrics.get("stopped_by") if current and metrics else state.get("stopped_by")
-    q = cls.quality_name
+    q, unit = quality
     split = metrics.get("split", config.get("split"))
     for name, value, kinds in (("params", metrics.get("params"), int), ("steps", steps, int),
                                ("seconds", seconds, (int, float)), (q, metrics.get(q), (int, float)),
@@ -127,13 +134,13 @@ def _row(folder: Path) -> tuple[float, RunRow]:
         source=signal.get("source"),
         kind=str(signal["kind"]),
         model=config["model"],
-        split=split if _splittable(config["model"]) else None,
+        split=split if signal["kind"] != "nvs" and _splittable(config["model"]) else None,
         params=metrics.get("params"),
         steps=steps,
         seconds=seconds,
         quality_name=q,
         quality=metrics.get(q) if current else None,
-        quality_unit=cls.quality_unit,
+        quality_unit=unit,
         state=stopped or ("unfinished" if state else "no checkpoint"),
         when=datetime.fromtimestamp(when).isoformat(timespec="seconds"),
     )
