@@ -91,7 +91,7 @@ def main() -> None:
 
     def train_on(stream: Iterator[dict]) -> None:
         for batch in stream:
-            loss = _loss(model, batch, cfg)
+            loss, _ = _loss(model, batch, cfg)  # (loss, MSE)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
