@@ -33,8 +33,8 @@ from coordfit.engine.config import RESUME_LIMITS, TrainConfig
 from coordfit.signals.options import SignalOptions
 
 from ._common import console, err_console, parse_options
-from ._flags import (check_resume_flags, config_flags, device_values, format_default, given, make_command, option,
-                     per_device)
+from ._flags import (PROGRESS, RESUME, check_resume_flags, config_flags, device_values, format_default, given,
+                     make_command, option, per_device)
 from ._flags import option as _opt  # noqa: F401  (the name command modules declare their extras with)
 
 if typing.TYPE_CHECKING:
@@ -99,12 +99,10 @@ def shared_flags(kind: str, options_cls: type[SignalOptions]) -> dict[str, Any]:
                        "-3...)."),
         "config": option("--config", tp=Optional[Path], help="Start from a run's config.json (or its folder) or "
                          "a JSON or YAML file; flags given override it."),
-        "resume": option("--resume", tp=Optional[Path], help="Continue the run in this folder. Flags that would "
-                         "change the run are refused."),
+        "resume": RESUME,
         "backend": option("--backend", help="Grid models: torch, or tcnn (tinycudann on CUDA; falls back to "
                           "torch with a warning) (default: torch)."),
-        "progress": option("--progress/--no-progress", tp=Optional[bool], help="Progress: a bar on a terminal, "
-                           "a line every few seconds elsewhere (default: on)."),
+        "progress": PROGRESS,
     }
 
 

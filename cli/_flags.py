@@ -21,6 +21,7 @@ import inspect
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -29,7 +30,7 @@ from coordfit.core.defaults import DEFAULTS
 from coordfit.core.errors import CoordfitError
 from coordfit.core.registry import field_docs
 
-__all__ = ["option", "config_flags", "make_command", "given", "format_default", "per_device", "check_resume_flags"]
+__all__ = ["PROGRESS", "RESUME", "option", "config_flags", "make_command", "given", "format_default", "per_device", "check_resume_flags"]
 
 _DEVICE_NAMES = {"cpu": "a CPU", "cuda": "CUDA", "mps": "MPS"}
 _VALUES = {"auto", "none", "cpu", "cuda", "mps", "torch", "tcnn", "default", "fp32"}  # values a help may start with
@@ -38,6 +39,12 @@ _VALUES = {"auto", "none", "cpu", "cuda", "mps", "torch", "tcnn", "default", "fp
 def option(*names: str, help: str, tp: Any = Optional[str], hidden: bool = False) -> Any:  # noqa: A002
     """A flag declared by hand (one that no config field holds), defaulting to None."""
     return Annotated[tp, typer.Option(*names, help=help, show_default=False, hidden=hidden)]
+
+
+PROGRESS = option("--progress/--no-progress", tp=Optional[bool], help="Progress: a bar on a terminal, a line every "
+                  "few seconds elsewhere (default: on).")
+RESUME = option("--resume", tp=Optional[Path], help="Continue the run in this folder. Flags that would change the run "
+                "are refused.")
 
 
 def format_default(value: Any) -> str | None:

@@ -22,7 +22,7 @@ from coordfit.core.defaults import RESUME_SETTINGS
 from coordfit.engine.config import NVSTrainConfig
 
 from ._common import console, err_console, handle_errors, parse_options
-from ._flags import check_resume_flags, config_flags, format_default, given, make_command, option
+from ._flags import PROGRESS, RESUME, check_resume_flags, config_flags, format_default, given, make_command, option
 
 nvs_app = typer.Typer(
     help="Novel-view synthesis: LVSM and Efficient-LVSM (KV cache, QuadTree attention).",
@@ -98,11 +98,9 @@ _TRAIN_FLAGS = {
                   "runs/nvs/, named by model and time)."),
     "config": option("--config", tp=Optional[Path], help="Start from an nvs run's config.json (or its folder) or a "
                      "JSON or YAML file; flags given override it."),
-    "resume": option("--resume", tp=Optional[Path], help="Continue the run in this folder. Flags that would "
-                     "change the run are refused."),
+    "resume": RESUME,
     "threads": option("--threads", tp=Optional[int], help=_THREADS_HELP),
-    "progress": option("--progress/--no-progress", tp=Optional[bool], help="Progress: a bar on a terminal, a "
-                       "line every few seconds elsewhere (default: on)."),
+    "progress": PROGRESS,
 }
 
 
@@ -232,8 +230,7 @@ _BENCH_FLAGS = {
                   "folder under runs/nvs/bench/)."),
     "device": option("--device", help=_DEVICE_HELP),
     "threads": option("--threads", tp=Optional[int], help=_THREADS_HELP),
-    "progress": option("--progress/--no-progress", tp=Optional[bool], help="Progress: a bar on a terminal, a "
-                       "line every few seconds elsewhere (default: on)."),
+    "progress": PROGRESS,
 }
 
 

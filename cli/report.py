@@ -18,7 +18,7 @@ import typer
 from coordfit.bench.config import ReportConfig
 
 from ._common import console, err_console, handle_errors
-from ._flags import config_flags, given, make_command, option
+from ._flags import PROGRESS, config_flags, given, make_command, option
 from .app import app
 
 report_app = typer.Typer(
@@ -39,8 +39,7 @@ _FLAGS = {
                   "reports/, named by the time)."),
     "resume": option("--resume", tp=Optional[bool], help="Continue an interrupted run in --out; skips what is "
                      "measured."),
-    "progress": option("--progress/--no-progress", tp=Optional[bool], help="Progress: a bar on a terminal, a line "
-                       "every few seconds elsewhere (default: on)."),
+    "progress": PROGRESS,
 }
 
 
