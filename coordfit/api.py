@@ -18,7 +18,7 @@ from .core.device import device_settings
 from .core.errors import CoordfitError
 from .geometry.grid import GridInfo
 from .core.io import new_run_dir, read_json, source_stem, write_json
-from .models import create_saved_model, model_entry
+from .models import create_model, create_saved_model, model_entry  # noqa: F401  (tests patch api.create_model)
 from .models.base import CoordNet
 from .core.phases import Phases
 from .engine.presets import ResolvedPreset, resolve_preset
