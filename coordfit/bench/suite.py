@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..core.checks import parse_shard as parse_shard
+from ..core.checks import shard_items
 from ..core.errors import CoordfitError
 from ..geometry.grid import GridInfo
 from ..models import create_model, list_models, model_entry
@@ -191,24 +193,10 @@ _DATA_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def parse_shard(text: str | None) -> tuple[int, int]:
-    """``"I/N"`` (1 <= I <= N) -> ``(I, N)``; None -> ``(1, 1)``."""
-    if text is None:
-        return 1, 1
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise CoordfitError(f"--shard must look like I/N (e.g. 2/8), got {text!r}") from None
-    if n < 1 or not 1 <= i <= n:
-        raise CoordfitError(f"--shard {text}: need 1 <= I <= N")
-    return i, n
-
-
 def shard_signals(suite: Suite, shard: tuple[int, int]) -> list[SignalSpec]:
     """Signals of shard ``I/N``: every N-th signal from the I-th. A signal never spans shards,
     so the models compared on it are always measured side by side in one process."""
-    i, n = shard
-    return [s for j, s in enumerate(suite.signals) if j % n == i - 1]
+    return shard_items(suite.signals, shard)
 
 
 def load_bench_signal(spec: SignalSpec):

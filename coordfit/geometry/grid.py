@@ -63,7 +63,7 @@ def parse_split(spec: str, axes: Sequence[str]) -> list[tuple[int, ...]]:
             if ch not in names:
                 raise CoordfitError(
                     f"split '{spec}' names axis '{ch}', which this signal lacks "
-                    f"(its axes are {'+'.join(axes)})"
+                    f"(its axes are {', '.join(sorted(names, key=_SPELLING.find))})"
                 )
             if ch in seen:
                 raise CoordfitError(f"split '{spec}' names axis '{ch}' twice")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.checkpoint import clean_stale, find_checkpoint
+from ..core.checks import check_run_folder
 from ..core.errors import CoordfitError
 from ..core.io import BUILTIN_SOURCE, read_json, read_mapping
 
@@ -35,9 +36,8 @@ _TYPES = {"model": str, "model_config": dict, "grid": dict, "signal": dict, "tra
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     """``run_dir/config.json``, refused in one line unless it is a coordfit run config."""
+    check_run_folder(run_dir)
     path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise CoordfitError(f"{run_dir} is not a coordfit run folder (no config.json)")
     cfg = read_json(path, expect=dict, keys=_TYPES)
     for key, kind in _TYPES.items():
         if not isinstance(cfg[key], kind):
