@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +15,8 @@ import torch
 
 from ._version import __version__
 from .core.checkpoint import load_train_state, load_weights, open_checkpoint
-from .core.defaults import RESUME_SETTINGS
+from .core.checks import Outputs, check_outputs
+from .core.defaults import METRICS_SAMPLE, RESUME_SETTINGS
 from .core.device import device_settings
 from .core.errors import CoordfitError
 from .geometry.grid import GridInfo
@@ -76,17 +79,28 @@ def _train(trainer: Trainer, progress: bool | None) -> Phases:
     return phases
 
 
-def _finish(trainer: Trainer, run_dir: Path | None, name: str, phases: Phases) -> FitResult:
+def _finish(trainer: Trainer, run_dir: Path | None, name: str, phases: Phases, outputs: str = "all",
+            exact_metrics: bool = False) -> FitResult:
     """Evaluate the trained model once (metrics and outputs: :meth:`Signal.finish`) under the
-    fit's device settings (threads, TF32), and write metrics.json with every phase's seconds."""
+    fit's device settings (threads, TF32), and write metrics.json with every phase's seconds.
+
+    ``outputs``: ``all`` (metrics and the reconstruction files), ``metrics`` (no files but
+    metrics.json) or ``none`` (no evaluation: metrics.json holds the training's figures).
+    Metrics cover at most :data:`~coordfit.core.defaults.METRICS_SAMPLE` points of a larger
+    signal (an evenly spread sample, stated in the metrics) unless ``exact_metrics``."""
     c, model, signal = trainer.config, trainer.model, trainer.signal
-    with device_settings(trainer.device, c.precision, c.threads), phases.finishing() as report:
-        evaluated, outputs = signal.finish(model, run_dir, report)
+    evaluated: dict[str, Any] = {}
+    outputs_written: list[Path] = []
+    if outputs != "none":
+        with device_settings(trainer.device, c.precision, c.threads), \
+                phases.finishing(after=phases.seconds.get("train")) as report:
+            evaluated, outputs_written = signal.finish(model, run_dir if outputs == "all" else None, report,
+                                                       sample=None if exact_metrics else METRICS_SAMPLE)
     metrics = {**evaluated, **trainer.summary(), "params": model.num_params(), "model": name, "split": model.split,
-               "phase_seconds": phases.seconds}
+               "outputs": outputs, "phase_seconds": phases.seconds}
     if run_dir is not None:
-        outputs.append(write_json(run_dir / "metrics.json", metrics))
-    return FitResult(model, metrics, run_dir, signal, outputs)
+        outputs_written.append(write_json(run_dir / "metrics.json", metrics))
+    return FitResult(model, metrics, run_dir, signal, outputs_written)
 
 
 def fit(
@@ -103,6 +117,8 @@ def fit(
     runs_root: str | Path = "runs",
     progress: bool | None = None,
     signal_options: Mapping[str, Any] | None = None,
+    outputs: Outputs = "all",
+    exact_metrics: bool = False,
     **options: Any,
 ) -> FitResult:
     """Fit ``model`` to ``signal`` and (with ``save``) write a run folder.
@@ -123,12 +139,15 @@ def fit(
     (must be empty or new) or ``runs/<kind>/<model>/<name>/``, where ``name`` defaults to
     ``<input>-<YYYYmmdd-HHMMSS>``; a taken name gets ``-2``, ``-3``...
     :func:`coordfit.fit_views` also fits a views scene without its prior and compares.
+    ``outputs`` (``all``, ``metrics``, ``none``) and ``exact_metrics``: what is evaluated
+    and written after training (:func:`_finish`).
 
     >>> result = coordfit.fit("photo.png", "coordx", train=TrainConfig(steps=500))  # doctest: +SKIP
     >>> result = coordfit.fit(preset="coordx-image-paper", train={"steps": 500})  # doctest: +SKIP
     >>> result = coordfit.fit(config="runs/image/coordx/photo-20250101-120000", train={"lr": 3e-4})  # doctest: +SKIP
     >>> result.metrics["psnr"]  # doctest: +SKIP
     """
+    check_outputs(outputs)
     spec: RunSpec | None = None
     if config is not None:
         spec = _read_spec(config)
@@ -159,7 +178,7 @@ def fit(
         if run_dir is not None:  # the settings resolved for the device (batch, precision, lr...)
             write_json(run_dir / "config.json", _run_config(choice.model, net, signal, trainer.config))
         phases = _train(trainer, progress)
-    return _finish(trainer, run_dir, choice.model, phases)
+    return _finish(trainer, run_dir, choice.model, phases, outputs, exact_metrics)
 
 
 def _read_spec(config: str | Path | RunSpec) -> RunSpec:
@@ -191,31 +210,40 @@ def resume(
     model: str | None = None,
     logger: str | None = None,
     progress: bool | None = None,
+    outputs: str = "all",
+    exact_metrics: bool = False,
     **settings: Any,
 ) -> FitResult:
     """Continue an interrupted or finished run in place.
 
-    ``steps`` is the new total of steps, ``time_budget`` the seconds of training of this
-    session (a budget counts from the resume). Passing either replaces both saved limits
-    (``steps`` alone: no time budget; ``time_budget`` alone: no step limit); passing
-    neither keeps them, which continues an interrupted run and refuses a finished one.
+    With neither ``steps`` nor ``time_budget`` the run continues to its own limits: the
+    steps and training seconds it was started with (or last resumed to), so an
+    interrupted run trains what it had left; a finished run is refused. ``steps`` is a
+    new total of steps; ``time_budget`` is seconds more, counted from the resume. Passing
+    either replaces both saved limits (``steps`` alone: no time budget; ``time_budget``
+    alone: no step limit). ``config.json`` records the run's limits as totals. Unless
+    ``progress`` is False, the first line (stderr) says which limits apply.
     ``logger`` (``none``, ``tensorboard``) replaces the saved one from this session on.
-    ``settings`` may change where and how the run goes on (:data:`RESUME_SETTINGS` that
-    :class:`TrainConfig` has: device, threads, compile, checkpoint_every), not what it computes: the model, the
+    ``outputs`` and ``exact_metrics`` as in :func:`fit`. ``settings`` may change where and
+    how the run goes on (:data:`RESUME_SETTINGS` that :class:`TrainConfig` has: device,
+    threads, compile, checkpoint_every), not what it computes: the model, the
     signal, the learning rate, the batches, the seed and the precision stay the run's
-    (settings resolved for the first device, such as the batch, stay too).
+    (settings resolved for the first device, such as the batch, stay too). Renders of
+    the older checkpoint in the folder (``render_*``, ``orbit_*``, ``pose_*``,
+    ``mesh_<N>.ply``) are renamed ``<name>.step<N><ext>``: they no longer show the model.
 
     Everything is checked before anything in the folder is written: a refused resume
     leaves the run as it was.
     """
+    check_outputs(outputs)
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
     cfg = read_run_config(run_dir)
     state = _saved_state(run_dir)
     if model is not None and model != cfg["model"]:
         raise CoordfitError(f"{run_dir} was fitted with model '{cfg['model']}', not '{model}'")
-    train = _resumed_settings(cfg, state, run_dir, dict(settings, steps=steps, time_budget=time_budget,
-                                                        target=target, logger=logger))
+    train = _resumed_settings(cfg, run_dir, dict(settings, target=target, logger=logger))
+    plan = _resume_limits(train, state, steps, time_budget, run_dir)
     try:
         signal = signal_from_meta(cfg["signal"])
     except TypeError as exc:
@@ -224,8 +252,64 @@ def resume(
     net = create_saved_model(cfg["model"], signal.info, cfg["model_config"])
     trainer = Trainer(net, signal, train, run_dir)
     trainer.load_checkpoint()
-    write_json(cfg_path, {**cfg, "train": dataclasses.asdict(trainer.config)})
-    return _finish(trainer, run_dir, cfg["model"], _train(trainer, progress))
+    write_json(cfg_path, {**cfg, "train": {**dataclasses.asdict(trainer.config), "time_budget": trainer.limits.seconds}})
+    done = state["step"]
+    renamed = _set_aside_renders(run_dir, done)
+    if progress is not False:
+        for line in (plan, *(f"{old} shows step {done}: kept as {new}" for old, new in renamed)):
+            print(line, file=sys.stderr, flush=True)
+    return _finish(trainer, run_dir, cfg["model"], _train(trainer, progress), outputs, exact_metrics)
+
+
+def _resume_limits(train: TrainConfig, state: dict[str, Any], steps: int | None, time_budget: float | None,
+                   run_dir: Path) -> str:
+    """Set ``train``'s limits for a resume from ``state`` (see :func:`resume`) and validate
+    it -> the line that says which limits apply. ``train.time_budget`` becomes this
+    session's seconds (the Trainer adds the seconds already trained: :attr:`Trainer.limits`)."""
+    done, trained = state["step"], float(state.get("seconds", 0.0))
+    head = f"resuming {run_dir} at step {done:,} ({trained:.1f} s trained)"
+    if steps is not None or time_budget is not None:
+        train.steps, train.time_budget = steps, time_budget
+        train.validate()
+        if steps is not None and done >= steps:
+            raise CoordfitError(f"{run_dir} already reached {done} steps; pass --steps larger than that")
+        said = [f"to step {steps:,}" if steps is not None else "no step limit",
+                f"{time_budget:g} s more (to {trained + time_budget:.1f} s in all)" if time_budget is not None
+                else "no time limit"]
+        return f"{head}: {', '.join(said)}, as given"
+    train.validate()
+    if state.get("finished"):
+        raise CoordfitError(f"{run_dir} finished ({state.get('stopped_by') or 'steps'}) at step {done}; "
+                            "pass --steps N (a new total) or --time-budget S (seconds more)")
+    total = train.time_budget
+    if total is not None:
+        train.time_budget = total - trained
+    if (train.steps is not None and done >= train.steps) or (train.time_budget is not None and train.time_budget <= 0):
+        raise CoordfitError(f"{run_dir} has reached its own limits (step {done}, {trained:.1f} s); "
+                            "pass --steps N (a new total) or --time-budget S (seconds more)")
+    left = [f"{train.steps - done:,} steps" if train.steps is not None else "",
+            f"{train.time_budget:.1f} s" if train.time_budget is not None else ""]
+    own = " or ".join(x for x in (f"{train.steps:,} steps" if train.steps is not None else "",
+                                   f"{total:g} s" if total is not None else "") if x)
+    return (f"{head}: no new limit, so it continues to the run's own, {own or 'none'}, whichever comes first "
+            f"({' or '.join(x for x in left if x)} left; --steps N or --time-budget S sets new ones)")
+
+
+# The names renders get in a run folder (each kind's Signal.default_render_name).
+_RENDER = re.compile(r"^(render_.+|orbit_.+|pose_.+|mesh_\d+)(\.png|\.mp4|\.ply)$")
+
+
+def _set_aside_renders(run_dir: Path, step: int) -> list[tuple[str, str]]:
+    """Rename the renders of the checkpoint at ``step`` to ``<name>.step<step><ext>`` -> (old, new) names."""
+    renamed = []
+    for path in sorted(run_dir.iterdir()):
+        m = _RENDER.match(path.name)
+        if m and path.is_file():
+            new = path.with_name(f"{m.group(1)}.step{step}{m.group(2)}")
+            if not new.exists():
+                path.rename(new)
+                renamed.append((path.name, new.name))
+    return renamed
 
 
 def _saved_state(run_dir: Path) -> dict[str, Any]:
@@ -236,32 +320,19 @@ def _saved_state(run_dir: Path) -> dict[str, Any]:
     return load_train_state(ckpt.path("train_state.json"))
 
 
-def _resumed_settings(cfg: dict[str, Any], state: dict[str, Any], run_dir: Path, asked: dict[str, Any]) -> TrainConfig:
-    """The run's training settings with what a resume may change applied (``asked``: new
-    limits, the logger and :data:`RESUME_SETTINGS`; None: unchanged), checked against the
-    step the run has reached."""
+def _resumed_settings(cfg: dict[str, Any], run_dir: Path, asked: dict[str, Any]) -> TrainConfig:
+    """The run's training settings with what a resume may change applied besides its limits
+    (``asked``: the target, the logger and :data:`RESUME_SETTINGS`; None: unchanged)."""
     try:
         train = TrainConfig.from_dict(cfg["train"])
     except CoordfitError as exc:
         raise CoordfitError(f"{run_dir / 'config.json'}: {exc}") from None
-    limits = {k: asked.pop(k) for k in ("steps", "time_budget")}
-    new_limits = any(v is not None for v in limits.values())
-    if new_limits:  # either replaces both saved limits
-        train = dataclasses.replace(train, **limits)
     allowed = [k for k in (*RESUME_SETTINGS, "target", "logger") if hasattr(train, k)]
     unknown = sorted(set(asked) - set(allowed))
     if unknown:
         raise CoordfitError(f"a resume cannot change {', '.join(unknown)} (only steps, time_budget, "
                             f"{', '.join(allowed)})")
-    train = dataclasses.replace(train, **{k: v for k, v in asked.items() if v is not None})
-    train.validate()
-    done = state["step"]
-    if not new_limits and state.get("finished"):
-        raise CoordfitError(f"{run_dir} finished ({state.get('stopped_by') or 'steps'}) at step {done}; "
-                            "pass --steps N (a new total) or --time-budget S (seconds more)")
-    if train.steps is not None and done >= train.steps:
-        raise CoordfitError(f"{run_dir} already reached {done} steps; pass --steps larger than that")
-    return train
+    return dataclasses.replace(train, **{k: v for k, v in asked.items() if v is not None})
 
 
 @dataclass

@@ -1,56 +1,30 @@
 """Checks and parsers of plain values that need no torch.
 
-The CLI runs them before it imports the library, so a mistyped number, choice or path
-is refused in a fraction of a second instead of after torch has loaded; the library
-runs the same functions again (:meth:`coordfit.engine.train.TrainConfig.validate`), so
-a value is refused in the same words from Python and from the command line.
+The CLI runs them (and the torch-free :meth:`coordfit.engine.config.TrainConfig.validate`)
+before it imports the library, so a mistyped choice or path is refused in a fraction of a
+second instead of after torch has loaded; the library runs the same functions again, so a
+value is refused in the same words from Python and from the command line.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args
+from typing import Literal, TypeVar, get_args
 
-from .defaults import LOGGERS, PRECISIONS
+from .defaults import DeviceName
 from .errors import CoordfitError
 from .io import BUILTIN_SOURCE
 
-__all__ = ["check_train_values", "check_device_name", "check_source", "check_run_folder", "parse_shard",
+__all__ = ["check_device_name", "check_source", "check_run_folder", "parse_shard",
            "shard_items", "Outputs", "OUTPUTS", "check_outputs"]
 
 T = TypeVar("T")
 
 Outputs = Literal["all", "metrics", "none"]
 OUTPUTS: tuple[str, ...] = get_args(Outputs)  # what a fit evaluates and writes after training
-_DEVICES = ("auto", "cpu", "cuda", "mps")
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def check_train_values(values: Mapping[str, Any]) -> None:
-    """Refuse impossible training settings (the fields of a ``TrainConfig``, or those of
-    them given) in one line: non-finite or non-positive numbers, unknown choices."""
-    for name in ("time_budget", "target", "lr"):
-        value = values.get(name)
-        if value is not None and not (isinstance(value, int | float) and math.isfinite(value)):
-            raise CoordfitError(f"{_flag(name)} must be a finite number, got {value}")
-    for name in ("steps", "time_budget", "lr", "grid_batch", "batch_points", "threads", "log_every"):
-        value = values.get(name)
-        if value is not None and value <= 0:
-            raise CoordfitError(f"{_flag(name)} must be positive, got {value}")
-    if values.get("checkpoint_every") is not None and values["checkpoint_every"] < 0:
-        raise CoordfitError(f"--checkpoint-every must be >= 0, got {values['checkpoint_every']}")
-    if values.get("precision") is not None and values["precision"] not in PRECISIONS:
-        raise CoordfitError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{values['precision']}'")
-    if values.get("logger") is not None and values["logger"] not in LOGGERS:
-        raise CoordfitError(f"--logger must be one of {', '.join(LOGGERS)}, got '{values['logger']}'")
-    if values.get("device") is not None:
-        check_device_name(values["device"])
+_DEVICES: tuple[str, ...] = get_args(DeviceName)
 
 
 def check_device_name(name: str) -> None:

@@ -12,19 +12,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-__all__ = ["DeviceName", "Precision", "PRECISIONS", "Logger", "LOGGERS", "DeviceDefaults", "DEFAULTS", "DEFAULT_STEPS", "RESUME_SETTINGS", "asset_path"]
+__all__ = ["DeviceName", "Precision", "PRECISIONS", "DeviceDefaults", "DEFAULTS", "DEFAULT_STEPS",
+           "RESUME_SETTINGS", "METRICS_SAMPLE", "asset_path"]
 
 DEFAULT_STEPS = 2000  # steps of a run that names neither steps nor a time budget (with the device's budget)
 # What a resume may change besides its limits (steps, time budget, target), for every trainer
 # whose config has the field: where and how it trains, not what it computes. A resume also
 # chooses its logger and progress display.
 RESUME_SETTINGS = ("device", "threads", "compile", "checkpoint_every", "workers")
+# Points a fit's final metrics are computed on, at most, unless asked for all (--exact-metrics):
+# an evenly spread sample of a larger image (rows) or clip (frames), stated in metrics.json.
+METRICS_SAMPLE = 1 << 20
 
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 Precision = Literal["auto", "fp32", "tf32", "bf16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
-Logger = Literal["none", "tensorboard"]  # where a fit's log rows go besides log.csv and curves.png
-LOGGERS: tuple[str, ...] = get_args(Logger)  # the choices of --logger (coordfit.engine.loggers)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,15 @@ chunk of frames, scores it, then encodes it) still gets each phase's own seconds
 :meth:`Phases.report` is such a callback: it times the phases and shows them through
 :class:`coordfit.core.progress.Progress`, the one progress display (a bar on a terminal, a
 plain line now and then and at each phase's end elsewhere).
+
+A phase after training that will take much longer than the training did is announced,
+once, as soon as its first unit of work gives a measured pace: how long it will take, and
+that Ctrl-C keeps the saved model (:meth:`Phases.finishing` with ``after=``).
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -53,6 +58,8 @@ class Phases:
         self._mark: float | None = None  # when the last report (or finishing()) happened
         self._shown: tuple[str, Progress] | None = None  # the phase on display
         self._others: dict[str, str] = {}  # interleaved phases: "done/total"
+        self._after: float | None = None  # seconds the training took (finishing(after=...))
+        self._announced: set[str] = set()
 
     def _add(self, name: str, seconds: float) -> None:
         self.seconds[name] = round(self.seconds.get(name, 0.0) + seconds, 3)
@@ -67,14 +74,36 @@ class Phases:
             self._add(name, time.perf_counter() - t0)
 
     @contextmanager
-    def finishing(self) -> Iterator[Report]:
-        """Time and show the phases after training; yields :meth:`report`."""
+    def finishing(self, after: float | None = None) -> Iterator[Report]:
+        """Time and show the phases after training; yields :meth:`report`. ``after``: the
+        seconds the training took; a phase whose measured pace says it will take more
+        than :attr:`announce_ratio` times that (and over :attr:`announce_seconds`) is
+        announced with its estimate."""
         self._mark = time.perf_counter()
+        self._after = after
         try:
             yield self.report
         finally:
             self._close()
             self._mark = None
+            self._after = None
+
+    announce_ratio = 3.0  # a phase this many times longer than the training is announced...
+    announce_seconds = 10.0  # ...when it also takes longer than this
+
+    def _announce(self, phase: str, done: int, total: int) -> None:
+        """Say how long ``phase`` will take when that is much longer than the training."""
+        if self._after is None or not 0 < done < total or phase in self._announced:
+            return
+        estimate = self.seconds.get(phase, 0.0) * total / done
+        if estimate <= max(self.announce_seconds, self.announce_ratio * self._after):
+            return
+        self._announced.add(phase)
+        stream = self._display["stream"] or sys.stderr
+        print(f"{phase}: about {_duration(estimate)} at this pace ({done:,}/{total:,} in "
+              f"{_duration(self.seconds.get(phase, 0.0))}), against {_duration(self._after)} of training; "
+              "the model is saved: Ctrl-C stops here, and --outputs metrics or none skips this "
+              "(`coordfit render RUN` renders later)", file=stream, flush=True)
 
     def _close(self) -> None:
         if self._shown is not None:
@@ -90,6 +119,7 @@ class Phases:
         self._mark = now
         if not self.show:
             return
+        self._announce(phase, done, total)
         if self._shown is not None and self._shown[0] != phase:
             self._others[phase] = f"{done}/{total}"  # shown with the running phase
             return
@@ -101,3 +131,12 @@ class Phases:
         bar.update(done, self.seconds.get(phase, 0.0), **self._others)
         if done >= total:
             self._close()
+
+
+def _duration(seconds: float) -> str:
+    """``4.2 s``, ``12 min``, ``1.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

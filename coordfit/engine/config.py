@@ -14,6 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..core.checks import check_device_name
 from ..core.defaults import DEFAULT_STEPS, DEFAULTS, PRECISIONS
 from ..core.errors import CoordfitError
 from ..core.registry import Config
@@ -70,6 +71,7 @@ class TrainConfig(Config):
             raise CoordfitError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
         if self.logger not in LOGGERS:
             raise CoordfitError(f"--logger must be one of {', '.join(LOGGERS)}, got '{self.logger}'")
+        check_device_name(self.device)  # a name coordfit knows, without torch
         if self.device not in ("auto", "cpu"):  # is it there? (auto and cpu always are; no torch needed)
             from ..core.device import resolve_device
 

@@ -21,10 +21,11 @@ import csv
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from ..core.defaults import LOGGERS as LOGGERS  # the choices of --logger
 from ..core.errors import CoordfitError
 
 __all__ = ["LOGGERS", "RunLogger", "CsvLog", "CurvesPlot", "TensorBoardLogger", "run_loggers", "trim_log"]
+
+LOGGERS: tuple[str, ...] = ("none", "tensorboard")  # the choices of --logger
 
 
 class RunLogger(Protocol):

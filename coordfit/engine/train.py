@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -40,11 +40,22 @@ from ..signals.base import Signal
 if TYPE_CHECKING:
     from .loggers import RunLogger
 
-__all__ = ["TrainConfig", "Trainer", "TrainingInterrupted", "DEFAULT_STEPS"]
+__all__ = ["TrainConfig", "Trainer", "Limits", "TrainingInterrupted", "DEFAULT_STEPS"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A run's total limits, counted from its first step (earlier sessions included)."""
+
+    steps: int | None  # the step the run stops at
+    seconds: float | None  # the seconds of training the run stops at
 
 
 class Trainer:
     """Fits ``model`` to ``signal``; ``run()`` until a stop condition, resumable.
+
+    :attr:`limits` is the one place that holds where the run stops, in totals: the stop
+    conditions read it, and so may anything that spans the run (a learning-rate schedule).
 
     ``loggers`` get the log rows (see :mod:`coordfit.engine.loggers`); by default, with a
     ``run_dir``: ``log.csv``, ``curves.png`` and ``config.logger``'s.
@@ -65,6 +76,7 @@ class Trainer:
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.step = 0
         self.seconds = 0.0
+        self.session_seconds = 0.0  # the run's training seconds when this session began
         self.last_loss = float("nan")
         self.last_quality = float("nan")
         self.stopped_by = ""
@@ -113,7 +125,7 @@ class Trainer:
         if ckpt.has("optimizer.safetensors"):
             load_optimizer(ckpt.path("optimizer.safetensors"), self.optimizer)
         self.step = state["step"]
-        self.seconds = float(state.get("seconds", 0.0))
+        self.seconds = self.session_seconds = float(state.get("seconds", 0.0))
         if rng is None:
             self.generator.manual_seed(self.config.seed + self.step)
         else:
@@ -152,13 +164,23 @@ class Trainer:
         return self.signal.quality(*self._batch).float()
 
     # -- the loop ----------------------------------------------------------------------
-    def _limit(self, seconds: float, session_start: float) -> str:
+    @property
+    def limits(self) -> Limits:
+        """The run's total limits: ``config.steps``, and ``config.time_budget`` seconds after
+        :attr:`session_seconds` (0 for a new run; the checkpoint's seconds after
+        :meth:`load_checkpoint`; the seconds so far when :meth:`run` is called again).
+        A resume sets the session's budget so that the total is what it means
+        (:func:`coordfit.resume`)."""
         c = self.config
-        if c.steps is not None and self.step >= c.steps:
+        return Limits(c.steps, None if c.time_budget is None else self.session_seconds + c.time_budget)
+
+    def _limit(self, seconds: float) -> str:
+        limits, target = self.limits, self.config.target
+        if limits.steps is not None and self.step >= limits.steps:
             return "steps"
-        if c.time_budget is not None and seconds - session_start >= c.time_budget:
+        if limits.seconds is not None and seconds >= limits.seconds:
             return "time_budget"
-        if c.target is not None and self.last_quality >= c.target:
+        if target is not None and self.last_quality >= target:
             return "target"
         return ""
 
@@ -182,14 +204,15 @@ class Trainer:
         then :class:`TrainingInterrupted` (coordfit.core.interrupt: never a checkpoint of half a
         step; a second signal stops at once and keeps the last checkpoint)."""
         c = self.config
-        session_start = self.seconds
+        self.session_seconds = self.seconds
+        limits = self.limits
         clock = StepClock(self.device)
         pending: list[tuple[int, Any, torch.Tensor, torch.Tensor, bool]] = []  # step, mark, loss, quality, row
         if c.compile and self._compiled is None:
             self._compiled = _CompiledModel(self.model)
         compiled = self._compiled.apply() if c.compile else None
         self.model.train()
-        self.stopped_by = self._limit(self.seconds, session_start)
+        self.stopped_by = self._limit(self.seconds)
         clock.start(self.seconds)
         stop, boundary = StopOnSignal(), False
         try:
@@ -201,14 +224,14 @@ class Trainer:
                     now = time.perf_counter()
                     row = self.step % c.log_every == 0
                     due = (now - last_read >= self.read_every
-                           or (c.steps is not None and self.step >= c.steps)
+                           or (limits.steps is not None and self.step >= limits.steps)
                            or (c.checkpoint_every and self.step % c.checkpoint_every == 0)
-                           or (c.time_budget is not None and clock.estimate() - session_start >= c.time_budget))
+                           or (limits.seconds is not None and clock.estimate() >= limits.seconds))
                     if row or due:
                         quality = self.batch_quality()
                         pending.append((self.step, clock.mark(), loss, quality, row))
                     if due:
-                        self._read(clock, pending, bar, session_start)
+                        self._read(clock, pending, bar)
                         if c.checkpoint_every and self.step % c.checkpoint_every == 0 and not self.stopped_by:
                             self.save_checkpoint()
                         clock.start(self.seconds)  # the I/O above is not training time
@@ -219,7 +242,7 @@ class Trainer:
         except KeyboardInterrupt:
             if stop.requested and not boundary:  # a second Ctrl-C, mid-step: keep the last checkpoint
                 raise
-            self._read(clock, pending, None, session_start)
+            self._read(clock, pending, None)
             self.stopped_by = "interrupted"
             self.save_checkpoint()
             raise TrainingInterrupted(self.step, self.run_dir) from None
@@ -227,7 +250,7 @@ class Trainer:
             if compiled is not None:
                 compiled.restore()
 
-    def _read(self, clock: StepClock, pending: list, bar: Any, session_start: float) -> None:
+    def _read(self, clock: StepClock, pending: list, bar: Any) -> None:
         """One host sync: training seconds, the queued log rows, the stop conditions, the bar.
 
         The step that stops the run always gets a log row."""
@@ -240,7 +263,7 @@ class Trainer:
         if target is not None and any(q >= target for _, q in values):
             self.stopped_by = self.stopped_by or "target"
         self.last_loss, self.last_quality = values[-1]
-        self.stopped_by = self.stopped_by or self._limit(self.seconds, session_start)
+        self.stopped_by = self.stopped_by or self._limit(self.seconds)
         last = len(pending) - 1
         for j, ((step, mark, _, _, row), (loss, quality)) in enumerate(zip(pending, values)):
             if self.loggers and (row or (self.stopped_by and j == last)):
@@ -250,7 +273,7 @@ class Trainer:
         pending.clear()
         if bar is not None:
             q = self.signal.quality_name
-            bar.update(self.step, self.seconds - session_start, loss=self.last_loss,
+            bar.update(self.step, self.seconds - self.session_seconds, loss=self.last_loss,
                        **{q: f"{self.last_quality:.4g} {self.signal.quality_unit}".rstrip()})
 
     def _close_loggers(self) -> None:

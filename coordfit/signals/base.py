@@ -111,11 +111,16 @@ class Signal(ABC):
         trainer reads it together with the loss, in one sync)."""
 
     @abstractmethod
-    def finish(self, model: torch.nn.Module, run_dir: Path | None = None,
-               report: Report = quiet) -> tuple[dict[str, Any], list[Path]]:
+    def finish(self, model: torch.nn.Module, run_dir: Path | None = None, report: Report = quiet,
+               sample: int | None = None) -> tuple[dict[str, Any], list[Path]]:
         """Evaluate ``model`` once on the full signal: the final metrics (``psnr``,
         ``ssim``... or ``iou``...) and, with a ``run_dir``, the outputs a person opens
         (reconstruction.png, .mp4, mesh.ply) written there -> ``(metrics, paths)``.
+
+        ``sample``: a signal of more points than this may compute its metrics on an
+        evenly spread sample of about that many points, and says so in
+        ``metrics["metrics_on"]``; None: on all of it. Kinds whose evaluation is bounded
+        by their own options (shapes: ``eval_points``; views: the held-out views) ignore it.
 
         Progress goes only through ``report(phase, done, total)`` after each unit of work
         (phases ``render``, ``mesh``, ``metrics``, ``export``...; see

@@ -236,8 +236,8 @@ class ShapeSignal(Signal):
         inside = labels > 0.5 if self.options.field == "occupancy" else torch.signbit(labels)
         return inside.cpu().numpy()
 
-    def finish(self, model: torch.nn.Module, run_dir: Path | None = None,
-               report: Report = quiet) -> tuple[dict[str, Any], list[Path]]:
+    def finish(self, model: torch.nn.Module, run_dir: Path | None = None, report: Report = quiet,
+               sample: int | None = None) -> tuple[dict[str, Any], list[Path]]:
         """The field on the ``resolution^3`` grid, evaluated once (where the surface can be:
         :func:`.isosurface.surface_volume`), gives the IoU metrics at grid nodes, the mesh
         (marching cubes), its chamfer and normal metrics, and ``mesh.ply``."""

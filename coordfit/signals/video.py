@@ -28,30 +28,45 @@ from .base import GridSignal, register_signal
 from .options import VideoOptions
 from .video_io import BUILTIN_PREFIX, frames_per_chunk, read_clip, write_mp4
 
-__all__ = ["VideoSignal", "render_frames", "DEFAULT_VIDEO"]
+__all__ = ["VideoSignal", "render_frames", "sample_frames", "DEFAULT_VIDEO"]
 
 DEFAULT_VIDEO = BUILTIN_PREFIX + "waves"  # a procedural 96x64, 32-frame clip coordfit makes itself
 
 
 @torch.no_grad()
 def render_frames(model: torch.nn.Module, frames: int, height: int, width: int,
-                  chunk_points: int = 1 << 20, report: Report = quiet) -> Iterator[np.ndarray]:
+                  chunk_points: int = 1 << 20, report: Report = quiet, index: np.ndarray | None = None,
+                  phase: str = "render") -> Iterator[np.ndarray]:
     """Evaluate ``model`` on a ``frames x height x width`` grid, a few frames at a time.
 
-    Yields ``[n, H, W, C]`` float32 on [0, 1], ``report("render", frames_done, frames)``
+    Yields ``[n, H, W, C]`` float32 on [0, 1], ``report(phase, frames_done, frames)``
     as each chunk is ready; about ``chunk_points`` outputs are live at once (and
-    ``evaluate_grid`` bounds the intermediate features further).
+    ``evaluate_grid`` bounds the intermediate features further). ``index`` (frame
+    numbers of the ``frames``) renders only those frames.
     """
     if frames < 1 or height < 1 or width < 1:
         raise CoordfitError(f"render size must be positive, got {width}x{height}x{frames}")
     param = next(model.parameters())
     ts, ys, xs = (axis_coords(n, param.device).to(param.dtype) for n in (frames, height, width))
+    if index is not None:
+        ts = ts[torch.as_tensor(index, device=param.device)]
+    n = len(ts)
     step = frames_per_chunk(height, width, chunk_points)
-    for start in range(0, frames, step):
+    for start in range(0, n, step):
         out = evaluate_grid(model, [ts[start : start + step], ys, xs])  # [n, H, W, C]
         chunk = ((out.clamp(-1, 1) + 1.0) * 0.5).float().cpu().numpy()
-        report("render", start + len(chunk), frames)
+        report(phase, start + len(chunk), n)
         yield chunk
+
+
+def sample_frames(frames: int, height: int, width: int, points: int | None) -> np.ndarray | None:
+    """Frames of an evenly spread sample of about ``points`` pixels (at least one frame, first
+    and last included when two fit) -> frame numbers; None when the clip has no more than
+    ``points`` pixels (or ``points`` is None)."""
+    if points is None or frames * height * width <= points:
+        return None
+    n = max(1, min(frames, points // (height * width)))
+    return np.unique(np.linspace(0, frames - 1, n).round().astype(np.int64))
 
 
 def _write_mp4(path: Path, chunks: Iterator[np.ndarray], frames: int, fps: float, size: tuple[int, int],
@@ -132,36 +147,59 @@ class VideoSignal(GridSignal):
             "source_size": list(self.source_size),
         }
 
-    def _target01(self, start: int, stop: int) -> torch.Tensor:
-        return ((self.values[start:stop].float() + 1.0) * 0.5).clamp(0.0, 1.0)  # [n, H, W, C]
+    def _target01(self, frames: np.ndarray) -> torch.Tensor:
+        """The clip's ``frames`` (numbers) on [0, 1] -> ``[n, H, W, C]``."""
+        if len(frames) and frames[-1] - frames[0] == len(frames) - 1:  # consecutive: a view, no gather
+            part = self.values[int(frames[0]) : int(frames[-1]) + 1]
+        else:
+            part = self.values[torch.as_tensor(frames, device=self.values.device)]
+        return ((part.float() + 1.0) * 0.5).clamp(0.0, 1.0)
 
-    def finish(self, model: torch.nn.Module, run_dir: Path | None = None,
-               report: Report = quiet) -> tuple[dict[str, Any], list[Path]]:
+    def finish(self, model: torch.nn.Module, run_dir: Path | None = None, report: Report = quiet,
+               sample: int | None = None) -> tuple[dict[str, Any], list[Path]]:
         """One render, a few frames at a time: each chunk is scored (``psnr`` and ``ssim``,
         means over frames, and ``psnr_per_frame``) and, with a ``run_dir``, encoded into
-        ``reconstruction.mp4`` (the fitted clip's frame count, size and frame rate)."""
-        from ..core import metrics
+        ``reconstruction.mp4`` (the fitted clip's frame count, size and frame rate).
+
+        A clip of more than ``sample`` pixels is scored on frames spread evenly through it
+        (:func:`sample_frames`, listed in ``metric_frames``), rendered first; ``metrics_on``
+        says which. The MP4 is then a second render of every frame."""
+        from ..core import metrics as scores
 
         t, h, w = self.shape
+        index = sample_frames(t, h, w, sample)
+        picked = np.arange(t) if index is None else index
         psnr: list[float] = []
         ssim: list[float] = []
 
-        def scored() -> Iterator[np.ndarray]:
-            for pred in render_frames(model, t, h, w, report=report):
+        def scored(chunks: Iterator[np.ndarray], phase: str) -> Iterator[np.ndarray]:
+            for pred in chunks:
                 start, stop = len(psnr), len(psnr) + len(pred)
-                target = self._target01(start, stop)  # scored on the signal's device, a chunk at a time
-                psnr.extend(metrics.psnr(pred, target).tolist())
-                ssim.extend(metrics.ssim(pred, target, channel_axis=-1).tolist())
-                report("metrics", stop, t)
+                target = self._target01(picked[start:stop])  # scored on the signal's device, a chunk at a time
+                psnr.extend(scores.psnr(pred, target).tolist())
+                ssim.extend(scores.ssim(pred, target, channel_axis=-1).tolist())
+                report(phase, stop, len(picked))
                 yield pred
 
         outputs: list[Path] = []
-        if run_dir is None:
-            for _ in scored():
-                pass
+        mp4 = None if run_dir is None else Path(run_dir) / "reconstruction.mp4"
+        if index is None and mp4 is not None:  # one render: scored and encoded as it comes
+            outputs.append(_write_mp4(mp4, scored(render_frames(model, t, h, w, report=report), "metrics"),
+                                      t, self.fps, (w, h), report))
         else:
-            outputs.append(_write_mp4(Path(run_dir) / "reconstruction.mp4", scored(), t, self.fps, (w, h), report))
-        return {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)), "psnr_per_frame": psnr}, outputs
+            for _ in scored(render_frames(model, t, h, w, report=report, index=index,
+                                          phase="render" if index is None else "metrics"), "metrics"):
+                pass
+        metrics: dict[str, Any] = {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)), "psnr_per_frame": psnr}
+        if index is None:
+            metrics["metrics_on"] = f"all {t} frames"
+        else:
+            metrics["metrics_on"] = f"{len(index)} of {t} frames spread evenly through the clip (--exact-metrics: all)"
+            metrics["metric_frames"] = [int(i) for i in index]
+            if mp4 is not None:
+                outputs.append(_write_mp4(mp4, render_frames(model, t, h, w, report=report), t, self.fps, (w, h),
+                                          report))
+        return metrics, outputs
 
     @staticmethod
     def _render_plan(meta: dict[str, Any], scale: float | None = None, size: tuple[int, ...] | None = None,

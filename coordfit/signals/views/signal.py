@@ -238,8 +238,8 @@ class ViewsSignal(Signal):
         report("metrics", 1, 1)
         return metrics, renders
 
-    def finish(self, model: torch.nn.Module, run_dir: Path | None = None,
-               report: Report = quiet) -> tuple[dict[str, Any], list[Path]]:
+    def finish(self, model: torch.nn.Module, run_dir: Path | None = None, report: Report = quiet,
+               sample: int | None = None) -> tuple[dict[str, Any], list[Path]]:
         """The metrics of :meth:`score`; with ``run_dir``: ``views.png`` (from the same renders),
         ``orbit.mp4``; with a prior ``pseudo_views.png`` and ``prior_log.csv``; with a
         comparison fit ``no_prior.safetensors``."""
