@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import shlex
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,8 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from coordfit.core.defaults import DEFAULT_STEPS, RESUME_SETTINGS
+from coordfit.core.checks import check_outputs, check_run_folder, check_source, parse_shard
+from coordfit.core.defaults import DEFAULT_STEPS, METRICS_SAMPLE, RESUME_SETTINGS
 from coordfit.core.errors import CoordfitError, TrainingInterrupted
 from coordfit.core.registry import field_docs
 from coordfit.engine.config import RESUME_LIMITS, TrainConfig
@@ -44,8 +46,21 @@ if typing.TYPE_CHECKING:
 Device = option("--device", help="auto (CUDA, then MPS, then the CPU), cpu, cuda or mps (default: auto).")
 _MODEL_FLAGS = ("split", "width", "layers", "rank", "backend")
 _TRAIN_FLAGS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+_FINISH_FLAGS = ("outputs", "exact_metrics")  # how the run is evaluated after training (coordfit.fit's)
 # What --resume may change (coordfit.resume): how long and where it trains, how it reports.
-_RESUME_FLAGS = (*RESUME_LIMITS, *(s for s in RESUME_SETTINGS if s in _TRAIN_FLAGS), "logger", "progress")
+_RESUME_FLAGS = (*RESUME_LIMITS, *(s for s in RESUME_SETTINGS if s in _TRAIN_FLAGS), "logger", "progress",
+                 *_FINISH_FLAGS)
+# The budgets of the "go further" commands (the tests shorten them to run every printed command).
+HINT_MORE_SECONDS = 120.0
+HINT_OTHER_SECONDS = 60.0
+OUTPUTS = option("--outputs", help="What is evaluated and written after training: all (metrics and the "
+                 "reconstruction), metrics (metrics.json only) or none (the model only; `coordfit render` later) "
+                 "(default: all).")
+EXACT_METRICS = option("--exact-metrics", tp=Optional[bool], help="Metrics of a large signal on "
+                       f"all of it, not on an evenly spread sample of about {METRICS_SAMPLE:,} points (metrics.json "
+                       "says which) (default: sampled).")
+SHARD = option("--shard", help="Several inputs: fit slice I of N (1-based, e.g. 3/8: inputs 3, 11, 19...), so N "
+               "jobs share a folder of inputs; give each the same --out.")
 
 
 def command_defaults(kind: str, options_cls: type[SignalOptions]) -> ResolvedPreset:
@@ -103,6 +118,8 @@ def shared_flags(kind: str, options_cls: type[SignalOptions]) -> dict[str, Any]:
         "backend": option("--backend", help="Grid models: torch, or tcnn (tinycudann on CUDA; falls back to "
                           "torch with a warning) (default: torch)."),
         "progress": PROGRESS,
+        "outputs": OUTPUTS,
+        "exact_metrics": EXACT_METRICS,
     }
 
 
@@ -135,22 +152,26 @@ Finish = Callable[["coordfit.FitResult", dict[str, Any]], "coordfit.FitResult"]
 
 
 def fitting_command(kind: str, options_cls: type[SignalOptions], path_help: str, flags: tuple[str, ...] = (),
-                    extras: dict[str, Any] | None = None,
-                    finish: Finish | None = None) -> Callable[[Callable[[], None]], Callable[..., None]]:
+                    extras: dict[str, Any] | None = None, finish: Finish | None = None,
+                    inputs: tuple[str, ...] = ()) -> Callable[[Callable[[], None]], Callable[..., None]]:
     """Make the fitting command for signal ``kind`` from a function that holds its docstring.
 
     The command takes PATH (``path_help``), the :func:`shared_flags` and a flag for each of
     the signal options named in ``flags``, and runs :func:`run_fit`. ``extras`` (name ->
     annotation) adds the command's own flags or redeclares a shared one;
     ``finish(result, flags)`` runs after the fit or the resume, before the summary.
+    ``inputs`` (file suffixes such as ``.png``) lets PATH be several paths or a folder of
+    such files, fitted one by one (:func:`cli._batch.run_batch`), and adds ``--shard``.
     """
 
     def deco(func: Callable[[], None]) -> Callable[..., None]:
+        tp = Optional[list[str]] if inputs else Optional[str]
         path = inspect.Parameter("path", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-            Optional[str], typer.Argument(help=path_help, show_default=False)])
-        declared = {**shared_flags(kind, options_cls), **(extras or {}), **config_flags(options_cls, flags)}
+            tp, typer.Argument(help=path_help, show_default=False, metavar="PATH")])
+        declared = {**shared_flags(kind, options_cls), **({"shard": SHARD} if inputs else {}), **(extras or {}),
+                    **config_flags(options_cls, flags)}
         command = make_command(func, declared, lambda kw: run_fit(kind, options_cls, kw, signal_flags=flags,
-                                                                   finish=finish), leading=[path])
+                                                                   finish=finish, inputs=inputs), leading=[path])
         paragraphs = [inspect.cleandoc(func.__doc__ or ""), _defaults_line(kind, options_cls),
                       _more_options(kind, options_cls, flags)]
         command.__doc__ = "\n\n".join(p for p in paragraphs if p)
@@ -159,42 +180,96 @@ def fitting_command(kind: str, options_cls: type[SignalOptions], path_help: str,
     return deco
 
 
-def run_fit(kind: str, options_cls: type[SignalOptions], kw: dict[str, Any],
-            signal_flags: tuple[str, ...] = (), finish: Finish | None = None) -> coordfit.FitResult:
+def run_fit(kind: str, options_cls: type[SignalOptions], kw: dict[str, Any], signal_flags: tuple[str, ...] = (),
+            finish: Finish | None = None, inputs: tuple[str, ...] = ()) -> coordfit.FitResult | None:
+    """Check the flags ``kw`` (without torch: :func:`check_early`), then fit one input
+    (:func:`fit_one`) or, for several paths or a folder of ``inputs`` files, each of them
+    (:func:`cli._batch.run_batch`); print a summary and, after a first run, how to go further."""
+    from coordfit.runs.batch import is_batch
+
+    from ._batch import run_batch
+
+    paths = kw.get("path")
+    paths = [] if paths is None else [paths] if isinstance(paths, str) else list(paths)
+    check_early(kind, options_cls, kw, signal_flags, paths)
+    if inputs and is_batch(paths, inputs):
+        run_batch(kind, options_cls, kw, paths, inputs, resume_flags=_RESUME_FLAGS,
+                  fit=lambda one: fit_one(kind, options_cls, one, signal_flags, finish)[0])
+        return None
+    if kw.get("shard") is not None:
+        raise CoordfitError("--shard splits several inputs (a folder or several paths) between jobs; "
+                            "this is one input")
+    try:
+        result, first_run = fit_one(kind, options_cls, {**kw, "path": paths[0] if paths else None}, signal_flags,
+                                    finish)
+    except TrainingInterrupted as exc:
+        err_console.print(f"{exc}; continue with: coordfit {kind} --resume {_quote(exc.run_dir)}", markup=False)
+        raise typer.Exit(130) from None
+    print_summary(result)
+    if first_run is not None:
+        print_next_steps(kind, result, first_run, input_given=bool(paths))
+    return result
+
+
+def fit_one(kind: str, options_cls: type[SignalOptions], kw: dict[str, Any], signal_flags: tuple[str, ...] = (),
+            finish: Finish | None = None) -> tuple[coordfit.FitResult, float | None]:
     """Call :func:`coordfit.fit` (or :func:`coordfit.resume`) with the command's flags ``kw``,
-    then ``finish``, print a summary. ``-o`` options go to :func:`coordfit.fit` as keyword
-    options, which gives each to the model when its config has it, else to the signal.
-    With neither ``--model``, ``--preset`` nor ``--config`` the kind's ``default_preset``
-    applies; the preset is resolved once, by :func:`coordfit.fit`."""
+    then ``finish`` -> the result, and the first-run time budget when neither the flags, a
+    preset nor a config set a limit (else None). ``-o`` options go to :func:`coordfit.fit` as
+    keyword options, which gives each to the model when its config has it, else to the
+    signal. With neither ``--model``, ``--preset`` nor ``--config`` the kind's
+    ``default_preset`` applies; the preset is resolved once, by :func:`coordfit.fit`."""
     import coordfit
     from coordfit.runs.spec import read_config_file
 
     train = given(kw, _TRAIN_FLAGS)
-    first_run = False
-    try:
-        if kw.get("resume") is not None:
-            _check_resume_flags(kw)
-            result = coordfit.resume(kw["resume"], model=kw.get("model"), progress=kw.get("progress"),
-                                     **given(kw, [f for f in _RESUME_FLAGS if f in _TRAIN_FLAGS]))
-        else:
-            spec = read_config_file(kw["config"]) if kw.get("config") is not None else None
-            preset = kw.get("preset")
-            if preset is None and kw.get("model") is None and spec is None:
-                preset = options_cls.default_preset
-            first_run = spec is None and _sets_no_limit(preset, train)
-            options = {**given(kw, _MODEL_FLAGS), **parse_options(kw.get("option"))}
-            result = coordfit.fit(kw.get("path"), kw.get("model"), kind=kind, preset=preset, train=train,
-                                  out=kw.get("out"), name=kw.get("name"), config=spec, progress=kw.get("progress"),
-                                  signal_options=given(kw, signal_flags), **options)
-        if finish is not None:
-            result = finish(result, kw)
-    except TrainingInterrupted as exc:
-        err_console.print(f"{exc}; continue with: coordfit {kind} --resume {exc.run_dir}", markup=False)
-        raise typer.Exit(130) from None
-    print_summary(result)
-    if first_run:
-        print_next_steps(kind, result, TrainConfig.from_dict(train).resolved().time_budget)
-    return result
+    evaluation = given(kw, _FINISH_FLAGS)
+    first_run = None
+    if kw.get("resume") is not None:
+        result = coordfit.resume(kw["resume"], model=kw.get("model"), progress=kw.get("progress"), **evaluation,
+                                 **given(kw, [f for f in _RESUME_FLAGS if f in _TRAIN_FLAGS]))
+    else:
+        spec = read_config_file(kw["config"]) if kw.get("config") is not None else None
+        preset = kw.get("preset")
+        if preset is None and kw.get("model") is None and spec is None:
+            preset = options_cls.default_preset
+        if spec is None and _sets_no_limit(preset, train):
+            first_run = TrainConfig.from_dict(train).resolved().time_budget
+        options = {**given(kw, _MODEL_FLAGS), **parse_options(kw.get("option"))}
+        result = coordfit.fit(kw.get("path"), kw.get("model"), kind=kind, preset=preset, train=train,
+                              out=kw.get("out"), name=kw.get("name"), config=spec, progress=kw.get("progress"),
+                              signal_options=given(kw, signal_flags), **evaluation, **options)
+    if finish is not None:
+        result = finish(result, kw)
+    return result, first_run
+
+
+def check_early(kind: str, options_cls: type[SignalOptions], kw: dict[str, Any], signal_flags: tuple[str, ...],
+                paths: list[str]) -> None:
+    """What can be refused without torch, refused before the library is imported (a
+    fraction of a second instead of seconds): numbers and choices (the training settings,
+    ``--outputs``, the signal flags), the input paths, the run folder of ``--resume``, the
+    config file, ``-o`` syntax and ``--shard``."""
+    if kw.get("resume") is not None:
+        _check_resume_flags(kw)
+        check_run_folder(kw["resume"])
+    TrainConfig.from_dict(given(kw, _TRAIN_FLAGS))  # validated, as coordfit.fit validates it
+    if kw.get("outputs") is not None:
+        check_outputs(kw["outputs"])
+    for path in paths:
+        check_source(path)
+    if kw.get("config") is not None and not Path(kw["config"]).exists():
+        raise CoordfitError(f"--config {kw['config']} does not exist")
+    signal = given(kw, signal_flags)
+    if signal:
+        options_cls.from_dict(signal, owner=f"{kind} signal")  # as Signal.read_options reads them
+    parse_options(kw.get("option"))
+    parse_shard(kw.get("shard"))
+
+
+def _quote(path: Any) -> str:
+    """``path`` as a shell word, so a printed command runs when pasted."""
+    return shlex.quote(str(path))
 
 
 def _sets_no_limit(preset: str | None, train: dict[str, Any]) -> bool:
@@ -213,15 +288,27 @@ def _check_resume_flags(kw: dict[str, Any]) -> None:
     check_resume_flags(kw, _RESUME_FLAGS, ignore=("model", "compare"))  # --model: checked against the run's
 
 
-def print_next_steps(kind: str, result: coordfit.FitResult, budget: float) -> None:
+def next_steps(kind: str, result: coordfit.FitResult, input_given: bool = True) -> list[str]:
+    """The "go further" commands after a first run, each runnable as printed: the run's
+    folder and, when the user named one (``input_given``), the real input, quoted for the shell
+    (without one the kind's built-in input and its first-run options apply again)."""
+    other = "siren" if result.metrics.get("model") == "hashgrid" else "hashgrid"
+    source = f" {_quote(result.signal.meta().get('source'))}" if input_given else ""
+    lines = []
+    if result.run_dir is not None:
+        lines.append(f"coordfit {kind} --resume {_quote(result.run_dir)} --time-budget {HINT_MORE_SECONDS:g}"
+                     f"   # train {HINT_MORE_SECONDS:g} s more")
+    lines.append(f"coordfit {kind}{source} --model {other} --time-budget {HINT_OTHER_SECONDS:g}"
+                 "   # another model (coordfit models)")
+    return lines
+
+
+def print_next_steps(kind: str, result: coordfit.FitResult, budget: float, input_given: bool = True) -> None:
     """After a run with the first-run limits: what they were and how to go further."""
     m = result.metrics
-    other = "siren" if m.get("model") == "hashgrid" else "hashgrid"
     lines = [f"no --steps or --time-budget: trained {DEFAULT_STEPS} steps or {budget:g} s, whichever came first "
-             f"(here {m['steps']} steps in {m['train_seconds']:.1f} s)", "go further:"]
-    if result.run_dir is not None:
-        lines.append(f"  coordfit {kind} --resume {result.run_dir} --time-budget 120   # train 2 minutes more")
-    lines.append(f"  coordfit {kind} [PATH] --model {other} --time-budget 60   # another model (coordfit models)")
+             f"(here {m['steps']} steps in {m['train_seconds']:.1f} s)", "go further:",
+             *("  " + line for line in next_steps(kind, result, input_given))]
     console.print("\n".join(lines), markup=False, soft_wrap=True)
 
 

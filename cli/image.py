@@ -17,8 +17,9 @@ from .app import app
 
 @app.command("image")
 @handle_errors
-@fitting_command("image", ImageOptions, flags=("alpha",),
-                 path_help="Image file (PNG/JPEG/TIFF/BMP) or skimage:<name> (default: skimage:astronaut).")
+@fitting_command("image", ImageOptions, flags=("alpha",), inputs=(".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"),
+                 path_help="Image file (PNG/JPEG/TIFF/BMP) or skimage:<name> (default: skimage:astronaut); "
+                 "several files or a folder of them: each fitted alike into one folder.")
 def image_cmd() -> None:
     """Fit an image; writes reconstruction.png, metrics.json, model.safetensors, log.csv.
 

@@ -12,8 +12,9 @@ from .app import app
 @app.command("shape")
 @handle_errors
 @fitting_command("shape", ShapeOptions, flags=("field", "resolution", "label_resolution", "sdf_clamp", "eval_points"),
+                 inputs=(".obj", ".ply", ".stl", ".off", ".glb"),
                  path_help="Mesh file (OBJ/PLY/STL/OFF/GLB) or primitive:torus|sphere|box|capsule "
-                 "(default: primitive:torus).")
+                 "(default: primitive:torus); several meshes or a folder of them: each fitted alike into one folder.")
 def shape_cmd() -> None:
     """Fit a 3D shape; writes mesh.ply (input frame), metrics.json (IoU, chamfer), model.safetensors, log.csv.
 

@@ -12,8 +12,10 @@ from .app import app
 @app.command("video")
 @handle_errors
 @fitting_command("video", VideoOptions, flags=("start", "end", "stride", "max_frames", "resize", "scale", "fps"),
+                 inputs=(".mp4", ".webm", ".avi", ".mkv", ".mov", ".gif"),
                  path_help="Video (MP4/WebM/AVI/MKV/MOV/GIF), a folder of numbered frames, or builtin:waves "
-                 "(the default, a 96x64x32 procedural clip).")
+                 "(the default, a 96x64x32 procedural clip); several videos or a folder of them: each fitted "
+                 "alike into one folder.")
 def video_cmd() -> None:
     """Fit a video; writes reconstruction.mp4, metrics.json, model.safetensors, log.csv.
 
