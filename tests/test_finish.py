@@ -83,7 +83,7 @@ def test_shape_evaluates_its_field_once_and_no_point_by_point(tmp_path: Path) ->
     seen.update(grid=0, points=0)
     metrics_and_mesh, paths = signal.finish(model, tmp_path)
     assert seen == alone and alone["points"] == 0 and 0 < alone["grid"] <= 2 * 32**3
-    assert metrics_and_mesh["iou"] == metrics["iou"] and [p.name for p in paths] == ["mesh.ply"]
+    assert metrics_and_mesh["iou"] == metrics["iou"] and [p.name for p in paths] == ["mesh.ply", "preview.png"]
 
 
 @pytest.mark.parametrize("field", ["occupancy", "sdf"])
@@ -136,7 +136,7 @@ def test_every_phase_after_training_prints_a_line_off_a_terminal(tmp_path: Path)
     lines = stream.getvalue().splitlines()
     ended = [line.split()[0] for line in lines if line.split()[1] == "100%"]
     # each phase of each signal once, when it ends: `phase  100%  done/total  seconds s`
-    assert ended == ["label", "render", "mesh", "metrics", "export", "render", "metrics", "export"], lines
+    assert ended == ["label", "render", "mesh", "metrics", "export", "preview", "render", "metrics", "export"], lines
     assert all(line.split()[2] == "/".join([line.split()[2].split("/")[1]] * 2) and line.split()[4] == "s"
                for line in lines if line.split()[1] == "100%"), lines
 

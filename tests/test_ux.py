@@ -9,6 +9,7 @@ import json
 import shlex
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -191,3 +192,138 @@ def test_a_missing_run_folder_is_said_so(runner, tmp_path) -> None:
 def test_a_bad_split_names_the_axes_as_splits_spell_them(runner, image_png, tmp_path) -> None:
     res = runner.invoke(app, ["image", str(image_png), "--split", "z+q", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "its axes are x, y" in res.stderr
+
+
+# -- item 3: post-training work chosen, bounded, stated and announced -------------------------
+def test_outputs_choose_what_is_evaluated_and_written(runner, image_png, tmp_path) -> None:
+    base = [str(image_png), "--steps", "3", "--width", "8", "--no-progress"]
+    res = runner.invoke(app, ["image", *base, "--out", str(tmp_path / "m"), "--outputs", "metrics"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert m["outputs"] == "metrics" and m["psnr"] > 0 and m["metrics_on"] == "all 768 pixels"
+    assert not (tmp_path / "m" / "reconstruction.png").exists()
+    res = runner.invoke(app, ["image", *base, "--out", str(tmp_path / "n"), "--outputs", "none"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "n" / "metrics.json").read_text())
+    assert m["outputs"] == "none" and "psnr" not in m and m["steps"] == 3
+    assert "render" not in m["phase_seconds"] and (tmp_path / "n" / "model.safetensors").is_file()
+
+
+def test_metrics_of_a_large_image_are_on_a_stated_sample_of_rows(one_thread) -> None:
+    from coordfit.core.metrics import frame_ssim, image_psnr
+    from coordfit.signals.image import ImageSignal, render_image
+
+    signal = ImageSignal(smooth_image(200, 40))
+    model = coordfit.create_model("siren", signal.info, width=16)
+    sampled, _ = signal.finish(model, None, sample=2_000)
+    bands = np.asarray(sampled["metric_bands"])[:, None] + np.arange(32)
+    assert sampled["metrics_on"].startswith(f"{bands.size * 40:,} of 8,000 pixels: {len(bands)} bands of 32 rows")
+    full = render_image(model, 200, 40)
+    assert sampled["psnr"] == pytest.approx(image_psnr(full[bands], signal.pixels01[bands]), abs=1e-9)
+    assert sampled["ssim"] == pytest.approx(float(frame_ssim(full[bands], signal.pixels01[bands]).mean()), abs=1e-9)
+    exact, _ = signal.finish(model, None, sample=None)
+    assert exact["metrics_on"] == "all 8,000 pixels" and "metric_bands" not in exact
+
+
+def test_metrics_of_a_long_clip_are_on_a_stated_sample_of_frames(tmp_path, one_thread) -> None:
+    from coordfit.signals.video import VideoSignal
+
+    rng = np.random.default_rng(0)
+    clip = VideoSignal(rng.uniform(0, 1, (20, 8, 12, 3)).astype(np.float32))
+    model = coordfit.create_model("siren", clip.info, width=16)
+    exact, _ = clip.finish(model, None)
+    sampled, paths = clip.finish(model, tmp_path, sample=5 * 8 * 12)
+    assert sampled["metric_frames"] == [0, 5, 10, 14, 19] and sampled["metrics_on"].startswith("5 of 20 frames")
+    assert sampled["psnr_per_frame"] == pytest.approx([exact["psnr_per_frame"][i] for i in sampled["metric_frames"]])
+    assert exact["metrics_on"] == "all 20 frames" and len(exact["psnr_per_frame"]) == 20
+    assert [p.name for p in paths] == ["reconstruction.mp4"]  # every frame still written
+
+
+def test_a_phase_much_longer_than_training_is_announced_with_an_estimate(monkeypatch) -> None:
+    import io
+
+    from coordfit.core import phases as ph
+
+    clock = iter([0.0, 2.0, 4.0, 200.0])  # finishing() starts; 2 s per unit of 100
+    monkeypatch.setattr(ph, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    out = io.StringIO()
+    p = ph.Phases(True, stream=out, terminal=False, every=1e9)
+    with p.finishing(after=1.5) as report:
+        report("render", 1, 100)
+        report("render", 2, 100)
+        report("render", 100, 100)
+    announced = [line for line in out.getvalue().splitlines() if line.startswith("render: about")]
+    assert len(announced) == 1 and "about 3 min at this pace (1/100 in 2.0 s), against 1.5 s of training" \
+        in announced[0]
+    quiet = io.StringIO()
+    clock = iter([0.0, 0.1, 10.0])
+    p = ph.Phases(True, stream=quiet, terminal=False, every=1e9)
+    with p.finishing(after=1.5) as report:  # 10 s against 1.5 s of training: under the 10 s floor
+        report("render", 1, 100)
+        report("render", 100, 100)
+    assert "about" not in quiet.getvalue()
+
+
+# -- item 11: a folder of inputs ---------------------------------------------------------------
+def test_a_folder_is_fitted_input_by_input_and_a_rerun_skips_what_is_done(runner, tmp_path, monkeypatch) -> None:
+    folder = tmp_path / "photos"
+    for i, name in enumerate(("b.png", "a.png", "c.jpg")):
+        _write_png(folder / name, seed=i)
+    (folder / "notes.txt").write_text("not an image")
+    parent = tmp_path / "batch"
+    args = ["image", str(folder), "--steps", "6", "--width", "8", "--out", str(parent), "--no-progress"]
+    _interrupt_at(monkeypatch, 3)  # the first input is cut short
+    res = runner.invoke(app, args)
+    assert res.exit_code == 130 and "run the same command again" in res.stderr
+    monkeypatch.undo()
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "[1/3]" in res.stdout and "resuming into" in res.stdout and res.stdout.count("fitting into") == 2
+    assert all(name in res.stdout for name in ("a ", "b ", "c "))  # the runs table
+    for name in ("a", "b", "c"):
+        assert json.loads((parent / name / "metrics.json").read_text())["steps"] == 6
+    stamp = (parent / "a" / "metrics.json").stat().st_mtime_ns
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0 and res.stdout.count("done before, skipped") == 3
+    assert (parent / "a" / "metrics.json").stat().st_mtime_ns == stamp
+    res = runner.invoke(app, [*args, "--lr", "1e-3"])
+    assert res.exit_code == 2 and "the settings differ: lr" in res.stderr
+
+
+def test_shards_split_the_inputs_between_jobs(runner, tmp_path) -> None:
+    paths = [str(_write_png(tmp_path / f"{n}.png", seed=i)) for i, n in enumerate("pqrs")]
+    parent = tmp_path / "sharded"
+    for shard in ("1/2", "2/2"):
+        res = runner.invoke(app, ["image", *paths, "--steps", "2", "--width", "8", "--out", str(parent),
+                                  "--shard", shard, "--no-progress"])
+        assert res.exit_code == 0, res.output
+        assert res.stdout.startswith(f"2 of 4 inputs (shard {shard})")
+    assert sorted(p.name for p in parent.iterdir() if p.is_dir()) == ["p", "q", "r", "s"]
+    res = runner.invoke(app, ["image", paths[0], "--shard", "1/2", "--out", str(tmp_path / "one")])
+    assert res.exit_code == 2 and "--shard splits several inputs" in res.stderr
+
+
+# -- item 10: a shape run writes a picture of its mesh ----------------------------------------
+def test_the_preview_rasterises_a_sphere_as_discs(one_thread) -> None:
+    from coordfit.signals import mesh_labels as ml
+    from coordfit.signals.preview import VIEWS, render_views
+
+    sphere, _, _ = ml.normalise(ml.read_mesh("primitive:sphere"), 0.05)
+    image = render_views(sphere, size=128)
+    assert image.shape == (128, 128 * len(VIEWS), 3)
+    for panel in np.split(image, len(VIEWS), axis=1):
+        covered = (panel < 0.99).any(-1).mean()
+        assert covered == pytest.approx(np.pi / 4 / 1.08**2, abs=0.02)  # a disc of the panel's width / 1.08
+        assert panel[64, 64].max() < 0.99 and panel[2, 2].min() == 1.0  # the middle drawn, a corner left white
+
+
+def test_a_shape_run_writes_a_preview_of_its_mesh(tmp_path) -> None:
+    import imageio.v3 as iio
+
+    r = coordfit.fit("primitive:sphere", "hashgrid", kind="shape", train=TrainConfig(steps=30), out=tmp_path / "s",
+                     progress=False, signal_options={"label_resolution": 16, "resolution": 32, "eval_points": 500})
+    preview = iio.imread(tmp_path / "s" / "preview.png")
+    assert tmp_path / "s" / "preview.png" in r.outputs and preview.shape == (256, 768, 3)
+    assert r.metrics["iou"] > 0.8  # about a sphere, so about three discs:
+    assert (preview < 250).any(-1).mean() == pytest.approx(np.pi / 4 / 1.08**2, abs=0.1)
+    assert "preview" in r.metrics["phase_seconds"]

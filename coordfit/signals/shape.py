@@ -10,8 +10,9 @@ exact; draws are biased toward the surface and made on the signal's device (see
 
 Outputs (:meth:`ShapeSignal.finish`, the model evaluated once): the field on the
 ``resolution^3`` grid where the surface can pass (:mod:`.isosurface`), ``mesh.ply`` by
-marching cubes in the input's frame, and metrics ``iou`` (uniform grid nodes),
-``iou_near_surface``, ``chamfer_l1``, ``chamfer_l2``, ``normal_consistency``.
+marching cubes in the input's frame, ``preview.png`` (three shaded views of it), and
+metrics ``iou`` (uniform grid nodes), ``iou_near_surface``, ``chamfer_l1``,
+``chamfer_l2``, ``normal_consistency``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from ..core.phases import Report, quiet
 from . import mesh_labels as ml
 from .base import Signal, register_signal
 from .isosurface import extract_mesh, field_volume, marching_cubes, mesh_metrics, surface_volume
+from .image import save_image
 from .options import ShapeOptions
+from .preview import render_views
 
 __all__ = ["ShapeSignal", "ShapeOptions", "extract_mesh", "field_volume", "mesh_metrics", "DEFAULT_SHAPE"]
 
@@ -240,7 +243,8 @@ class ShapeSignal(Signal):
                sample: int | None = None) -> tuple[dict[str, Any], list[Path]]:
         """The field on the ``resolution^3`` grid, evaluated once (where the surface can be:
         :func:`.isosurface.surface_volume`), gives the IoU metrics at grid nodes, the mesh
-        (marching cubes), its chamfer and normal metrics, and ``mesh.ply``."""
+        (marching cubes), its chamfer and normal metrics, ``mesh.ply`` and ``preview.png``
+        (three shaded views of the mesh: :func:`.preview.render_views`)."""
         o = self.options
         R = o.resolution
         uni, uni_in, near, near_in = self._eval_nodes(R, report)
@@ -263,7 +267,9 @@ class ShapeSignal(Signal):
             return metrics, []
         path = _save_mesh(Path(run_dir) / "mesh.ply", mesh, self.center, self.scale)
         report("export", 1, 1)
-        return metrics, [path]
+        preview = save_image(Path(run_dir) / "preview.png", render_views(mesh))
+        report("preview", 1, 1)
+        return metrics, [path, preview]
 
     @staticmethod
     def default_render_name(meta: dict[str, Any], *, resolution: int | None = None, **unused: Any) -> str:
