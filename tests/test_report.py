@@ -117,7 +117,49 @@ def test_markdown_table_matches_json(reports):
     # and the summary is the mean of the items it claims to summarise
     psnr = np.mean([r["fits"][f"{sig}__coordx__equal_steps"]["metrics"]["psnr"] for sig in ("image-s0", "image-s1")])
     assert table[2][2] == f"{psnr:.2f}" and table[2][1] == f"{r['fits']['image-s0__coordx__equal_steps']['params']:,}"
-    assert table[1][6] == "1.00x" and table[2][-1] == "up to 2.92x"
+    assert table[1][8] == "1.00x" and table[2][-1] == "up to 2.92x"
+
+
+def test_each_table_states_its_budgets_and_how_parameters_compare(reports):
+    _, out = reports
+    r = _results(out["full"])
+    md = (out["full"] / "report.md").read_text()
+    s = r["summary"]["image"]
+    budgets, params = s["notes"]
+    assert budgets.startswith("Budgets: equal_steps gave every model 40 optimiser steps")
+    assert "equal_time gave every model 0.4 s of training" in budgets and budgets in md
+    assert params == (f"Parameters: SIREN has {r['fits']['image-s0__siren__equal_steps']['params']:,}; coordx "
+                      "within 5% of it (matched).")
+    i, j = s["columns"].index("seconds for 40 steps"), s["columns"].index("steps in 0.4 s")
+    coordx = s["rows"][1]
+    assert coordx[i] == pytest.approx(np.mean([r["fits"][f"image-s{k}__coordx__equal_steps"]["train_seconds"]
+                                               for k in range(2)]))
+    assert coordx[j] == pytest.approx(np.mean([r["fits"][f"image-s{k}__coordx__equal_time"]["steps"] for k in range(2)]))
+    assert "not matched" not in md and "every model at about SIREN's parameter count" not in md
+
+
+def test_a_parameter_statement_names_what_is_not_matched():
+    from coordfit.bench.tables import _params_note
+
+    rows = [["siren", 12_803], ["coordx", 12_931], ["hashgrid", 25_000], ["splitgrid", 4_000]]
+    (note,) = _params_note(rows, {m: m for m, _ in rows})
+    assert note == ("Parameters: SIREN has 12,803; coordx within 5% of it (matched); hashgrid 2x, splitgrid 0.31x "
+                    "of it (grid models run at their own defaults, not matched).")
+
+
+def test_thumbnails_show_the_equal_time_reconstructions(reports):
+    import imageio.v3 as iio
+
+    import coordfit
+    from coordfit.geometry.grid import axis_coords, evaluate_grid
+
+    _, out = reports
+    for m in MODELS:
+        run = coordfit.load(out["full"] / "runs" / "image-s0" / m / "equal_time")
+        want = (evaluate_grid(run.model, [axis_coords(16), axis_coords(20)]).clamp(-1, 1) + 1) * 127.5
+        thumb = iio.imread(out["full"] / "thumbs" / f"image-s0__{m}__equal_time.png").astype(np.float64)
+        assert np.abs(thumb - want.detach().numpy()).max() <= 1.0
+    assert (out["merged"] / "thumbs" / f"image-s1__coordx__equal_time.png").is_file()
 
 
 def _deterministic(results: dict) -> dict:

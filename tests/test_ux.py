@@ -327,3 +327,12 @@ def test_a_shape_run_writes_a_preview_of_its_mesh(tmp_path) -> None:
     assert r.metrics["iou"] > 0.8  # about a sphere, so about three discs:
     assert (preview < 250).any(-1).mean() == pytest.approx(np.pi / 4 / 1.08**2, abs=0.1)
     assert "preview" in r.metrics["phase_seconds"]
+
+
+def test_a_mesh_that_covers_no_pixel_centre_previews_as_white() -> None:
+    from coordfit.signals import mesh_labels as ml
+    from coordfit.signals.preview import render_views
+
+    flat = ml.MeshData(np.array([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5], [1.0, 1.0, 1.0]]), np.array([[0, 1, 2]]))
+    empty = ml.MeshData(np.zeros((0, 3)), np.zeros((0, 3), np.int64))
+    assert render_views(flat, size=16).min() == 1.0 and render_views(empty, size=16).min() == 1.0

@@ -7,7 +7,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from .tables import curves_name, fmt, machine_lines, signal_table
+from .tables import curves_name, fmt, machine_lines, signal_table, thumbnails_name
 
 __all__ = ["render_html"]
 
@@ -54,9 +54,10 @@ def render_html(results: dict[str, Any], plots: list[Path]) -> str:
         classes = ["coordx" if r[-1] else "" for r in s["rows"]]  # the rows the paper's figure is quoted in
         parts.append(f"<h2>{escape(kind)}: {len(s['signals'])} signal(s)</h2>")
         parts.append(_table(s["columns"], rows, classes))
+        parts += [f'<p class="note">{escape(note)}</p>' for note in s.get("notes", [])]
         for name, alt in ((curves_name(kind), "quality vs training time"),
                           (f"speedup_{kind}.png", "speedup vs SIREN"),
-                          (f"thumbnails_{kind}.png", "reconstructions")):
+                          (thumbnails_name(kind), "reconstructions after equal time")):
             if name in by_name:
                 parts.append(_img(by_name[name], f"{kind}: {alt}"))
     parts.append("<h2>Every signal</h2>")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.io import atomic_write
-from .tables import PAPER_SPEEDUP, curves_name, kind_metrics
+from .tables import PAPER_SPEEDUP, curves_name, find_fit, kind_metrics, thumbnails_name
 
 __all__ = ["write_plots"]
 
@@ -92,19 +92,27 @@ def _thumbnails(results: dict[str, Any], kind: str, signals: list[str], out: Pat
     fig, axes = plt.subplots(len(shown), len(cols), figsize=(1.7 * len(cols), 1.9 * len(shown)), squeeze=False,
                              layout="constrained")
     q = kind_metrics(kind)[0]
+    ks = results["suite"]["kinds"][kind]
+    # equal time, the protocol the headline compares models at; reports made before it was
+    # thumbnailed have only the equal_steps pictures (<signal>__<model>.png)
+    timed = all((out / "thumbs" / f"{s}__{m}__equal_time.png").is_file() for s in shown for m in results["models"]
+                if find_fit(results, s, m, "equal_time") is not None)
+    protocol = "equal_time" if timed else "equal_steps"
     for r, signal in enumerate(shown):
         for c, model in enumerate(cols):
             ax = axes[r, c]
             ax.axis("off")
-            thumb = out / "thumbs" / f"{signal}__{model}.png"
+            tail = "__equal_time" if protocol == "equal_time" and model != "target" else ""
+            thumb = out / "thumbs" / f"{signal}__{model}{tail}.png"
             if thumb.is_file():
                 img = iio.imread(thumb)
                 ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
-            item = results["fits"].get(f"{signal}__{model}__equal_steps")
+            item = results["fits"].get(f"{signal}__{model}__{protocol}")
             value = item["metrics"].get(q) if item and "error" not in item else None
             label = model if value is None else f"{model}\n{q} {value:.2f}"
             ax.set_title(f"{signal}\ntarget" if model == "target" else label, fontsize=7)
-    fig.suptitle(f"{kind}: reconstructions after the equal_steps protocol", fontsize=9)
+    budget = f"{ks['seconds']:g} s of training each" if protocol == "equal_time" else f"{ks['steps']} steps each"
+    fig.suptitle(f"{kind}: reconstructions after the {protocol} protocol ({budget})", fontsize=9)
     return _save(fig, path)
 
 
@@ -114,5 +122,5 @@ def write_plots(results: dict[str, Any], out: Path) -> list[Path]:
     for kind, s in results["summary"].items():
         paths.append(_curves(results, kind, s["signals"], out / curves_name(kind)))
         paths.append(_speedups(results, kind, out / f"speedup_{kind}.png"))
-        paths.append(_thumbnails(results, kind, s["signals"], out, out / f"thumbnails_{kind}.png"))
+        paths.append(_thumbnails(results, kind, s["signals"], out, out / thumbnails_name(kind)))
     return paths

@@ -17,7 +17,7 @@ from ..core.errors import CoordfitError
 from ..core.io import atomic_write, ensure_empty_dir, write_json
 from .records import read_item, read_suite_file
 from .suite import Suite
-from .tables import curves_name, machine_lines, md_table, signal_table, summarize
+from .tables import curves_name, machine_lines, md_table, signal_table, summarize, thumbnails_name
 
 __all__ = ["collect_results", "render_markdown", "write_report", "merge_reports"]
 
@@ -53,8 +53,9 @@ def collect_results(out: str | Path) -> dict[str, Any]:
         "shards": meta.get("shards", [meta.get("shard", [1, 1])]),
         "machines": machines,
         "protocols": {
-            "equal_steps": "every model at about SIREN's parameter count, the same optimiser steps",
-            "equal_time": "the same models, the same seconds of training (the trainer's own clock)",
+            "equal_steps": "the same optimiser steps for every model; the MLPs at about SIREN's parameter count, "
+                           "the grid models at their own defaults, as each table states",
+            "equal_time": "the same models, the same seconds of training by the trainer's own clock",
             "timing": "warm-up, synchronise on GPU, repeats interleaved across models, median [min-max]; "
                       "ratios only between models timed side by side in one process",
         },
@@ -90,9 +91,9 @@ def render_markdown(results: dict[str, Any]) -> str:
             "See docs/benchmarks.md.", ""]
     for kind, s in results["summary"].items():
         out += [f"## {kind} ({len(s['signals'])} signal{'s' if len(s['signals']) != 1 else ''})", "",
-                md_table(s["columns"], s["rows"]), "",
+                md_table(s["columns"], s["rows"]), "", *(x for note in s.get("notes", []) for x in (note, "")),
                 f"![quality vs time]({curves_name(kind)})", "", f"![speedups](speedup_{kind}.png)", "",
-                f"![reconstructions](thumbnails_{kind}.png)", ""]
+                f"![reconstructions after equal time]({thumbnails_name(kind)})", ""]
     out += ["## Every signal", ""]
     for signal in results["signals"]:
         t = results["timings"].get(signal)

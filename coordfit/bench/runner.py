@@ -5,7 +5,8 @@ Layout of a report folder::
     suite.json                       the suite definition (a --resume must match it)
     items/<signal>__<model>__<protocol>.json   one fit: metrics, curve, memory
     items/<signal>__timing.json      side-by-side timings of all models on that signal
-    thumbs/<signal>__<model>.png     reconstruction thumbnails (and __target.png)
+    thumbs/<signal>__<model>.png     reconstruction thumbnails after equal steps (and __target.png);
+                                     <signal>__<model>__equal_time.png after equal time
     runs/<signal>/<model>/<protocol>/  the fits' run folders (coordfit.load works on them)
 
 Each item file is written atomically once its measurement is complete, so an
@@ -109,6 +110,8 @@ def _fit_item(spec: SignalSpec, signal: Any, mspec: ModelSpec, options: dict[str
         seed=suite.seed, device=str(device), threads=threads,
     )
     result = fit(signal, mspec.model, train=train, out=run_dir, progress=False, **options)
+    if protocol == "equal_time":  # the report's thumbnails show the equal-time reconstructions
+        _save_thumb(out / "thumbs" / f"{spec.id}__{mspec.label}__equal_time.png", _middle(result.model, spec.kind))
     curve = _read_curve(run_dir / "log.csv", signal.quality_name)
     m = result.metrics
     return {
@@ -135,6 +138,19 @@ def _to_image01(grid: torch.Tensor, kind: str) -> np.ndarray:
         lo, hi = float(x.min()), float(x.max())
         x = (x - lo) / (hi - lo) if hi > lo else torch.zeros_like(x)
     return x.numpy()
+
+
+@torch.no_grad()
+def _middle(model: torch.nn.Module, kind: str) -> np.ndarray:
+    """:func:`_to_image01` of ``model``'s full-grid output, evaluating only the slice it shows
+    (the middle of each leading axis)."""
+    shape = model.info.shape
+    coords = [axis_coords(n, next(model.parameters()).device) for n in shape]
+    lead = len(shape) - 2
+    for a in range(lead):
+        coords[a] = coords[a][shape[a] // 2 :][:1]
+    grid = evaluate_grid(model, coords)  # [1, ..., 1, H, W, C]
+    return _to_image01(grid.reshape(grid.shape[lead:]), kind)
 
 
 def _save_thumb(path: Path, img01: np.ndarray, size: int = 128) -> None:

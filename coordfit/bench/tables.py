@@ -10,8 +10,8 @@ import math
 import statistics
 from typing import Any
 
-__all__ = ["PAPER_SPEEDUP", "kind_metrics", "curves_name", "find_fit", "summarize", "fmt", "md_table",
-           "signal_table", "machine_lines"]
+__all__ = ["PAPER_SPEEDUP", "kind_metrics", "curves_name", "thumbnails_name", "find_fit", "summarize", "fmt",
+           "md_table", "signal_table", "machine_lines"]
 
 PAPER_SPEEDUP = 2.92  # CoordX abstract: "up to 2.92x" faster than the baseline MLP
 PAPER_MODEL = "coordx"  # the registered model the paper's figure is quoted beside (every variant of it)
@@ -31,6 +31,11 @@ def kind_metrics(kind: str) -> tuple[str, str, str]:
 def curves_name(kind: str) -> str:
     """File name of a kind's quality-vs-time plot, e.g. ``psnr_vs_time_image.png``."""
     return f"{kind_metrics(kind)[0]}_vs_time_{kind}.png"
+
+
+def thumbnails_name(kind: str) -> str:
+    """File name of a kind's thumbnail grid (reconstructions after the equal_time protocol)."""
+    return f"thumbnails_{kind}.png"
 
 
 def find_fit(results: dict[str, Any], signal: str, model: str, protocol: str) -> dict[str, Any] | None:
@@ -73,9 +78,9 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         ks = suite["kinds"][kind]
         q1, unit, q2 = kind_metrics(kind)
         # parameters vary with the grid size (CoordX branches, hash tables): the median over the signals
-        columns = ["model", "params (median)", f"{q1} @{ks['steps']} steps", f"{q1} @{ks['seconds']:g} s",
-                   f"{q2} @{ks['seconds']:g} s", f"reached {ks['target']:g} {unit}".rstrip(),
-                   "train speedup", "inference speedup", "paper (CoordX)"]
+        columns = ["model", "params (median)", f"{q1} @{ks['steps']} steps", f"seconds for {ks['steps']} steps",
+                   f"{q1} @{ks['seconds']:g} s", f"steps in {ks['seconds']:g} s", f"{q2} @{ks['seconds']:g} s",
+                   f"reached {ks['target']:g} {unit}".rstrip(), "train speedup", "inference speedup", "paper (CoordX)"]
         rows = []
         for model in results["models"]:
             steps = [find_fit(results, s, model, "equal_steps") for s in signals]
@@ -89,15 +94,55 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                 model,
                 int(statistics.median(params)) if params else None,
                 _mean([f["metrics"].get(q1) for f in steps if f]),
+                _mean([f["train_seconds"] for f in steps if f]),
                 _mean([f["metrics"].get(q1) for f in times if f]),
+                _mean([f["steps"] for f in times if f]),
                 _mean([f["metrics"].get(q2) for f in times if f]),
                 f"{sum(r['reached'] for r in reached)}/{len(reached)}",
                 _geomean([a for a, _ in sp]),
                 _geomean([b for _, b in sp]),
                 f"up to {PAPER_SPEEDUP}x" if registered.get(model) == PAPER_MODEL else None,
             ])
-        summary[kind] = {"signals": signals, "columns": columns, "rows": rows}
+        summary[kind] = {"signals": signals, "columns": columns, "rows": rows,
+                         "notes": [_budget_note(ks, q1, unit), *_params_note(rows, registered)]}
     return summary
+
+
+def _budget_note(ks: dict[str, Any], quality: str, unit: str) -> str:
+    """What each protocol gave every model, said beside the table it fills."""
+    return (f"Budgets: equal_steps gave every model {ks['steps']} optimiser steps (the seconds they took are in "
+            f"the table); equal_time gave every model {ks['seconds']:g} s of training (the steps that bought are in "
+            f"the table), so a model slow per step can lead at {ks['steps']} steps and trail at {ks['seconds']:g} s. "
+            f"'reached' counts the signals whose training-batch {quality.upper()} reached {ks['target']:g} "
+            f"{unit}".rstrip() + " within the equal_time budget.")
+
+
+def _params_note(rows: list[list[Any]], registered: dict[str, str], within: float = 0.05) -> list[str]:
+    """How each model's parameter count compares with SIREN's (the rows' medians)."""
+    counts = {r[0]: r[1] for r in rows if r[1]}
+    if BASELINE not in counts:
+        return []
+    base = counts[BASELINE]
+    matched = [m for m, n in counts.items() if m != BASELINE and abs(n / base - 1) <= within]
+    other = [m for m in counts if m != BASELINE and m not in matched]
+    text = f"Parameters: SIREN has {base:,}"
+    if matched:
+        text += f"; {', '.join(matched)} within {within:.0%} of it (matched)"
+    if other:
+        grid = all(_is_grid(registered.get(m, m)) for m in other)
+        why = "grid models run at their own defaults, not matched" if grid else "not matched"
+        text += f"; {', '.join(f'{m} {counts[m] / base:.2g}x' for m in other)} of it ({why})"
+    return [text + "."]
+
+
+def _is_grid(model: str) -> bool:
+    from ..core.errors import CoordfitError
+    from ..models import model_entry
+
+    try:
+        return bool(model_entry(model).grid)
+    except CoordfitError:
+        return False
 
 
 # -- formatting ----------------------------------------------------------------------
@@ -111,6 +156,8 @@ def fmt(value: Any, column: str = "") -> str:
         return f"{value:,}"
     if "speedup" in column:
         return f"{value:.2f}x"
+    if column.startswith("steps"):
+        return f"{value:,.0f}"
     if column.startswith(("ssim", "iou")):
         return f"{value:.4f}"
     if column.startswith("chamfer"):

@@ -77,7 +77,7 @@ def rasterise(xy: np.ndarray, z: np.ndarray, size: int) -> tuple[np.ndarray, np.
     pixel, depth, face = (np.concatenate(parts) for parts in zip(*found)) if found else (np.zeros(0, np.int64),) * 3
     order = np.lexsort((-depth, pixel))  # per pixel, nearest first
     pixel, depth, face = pixel[order], depth[order], face[order]
-    first = np.r_[True, pixel[1:] != pixel[:-1]]
+    first = np.r_[True, pixel[1:] != pixel[:-1]] if len(pixel) else np.zeros(0, bool)
     return pixel[first], depth[first], face[first]
 
 
