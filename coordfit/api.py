@@ -87,20 +87,29 @@ def _finish(trainer: Trainer, run_dir: Path | None, name: str, phases: Phases, o
     ``outputs``: ``all`` (metrics and the reconstruction files), ``metrics`` (no files but
     metrics.json) or ``none`` (no evaluation: metrics.json holds the training's figures).
     Metrics cover at most :data:`~coordfit.core.defaults.METRICS_SAMPLE` points of a larger
-    signal (an evenly spread sample, stated in the metrics) unless ``exact_metrics``."""
+    signal (an evenly spread sample, stated in the metrics) unless ``exact_metrics``; such
+    metrics are written to metrics.json (``"outputs_done": false``) before the long render
+    of the outputs, so a Ctrl-C there keeps them."""
     c, model, signal = trainer.config, trainer.model, trainer.signal
+
+    def record(evaluated: dict[str, Any], done: bool = False) -> dict[str, Any]:
+        metrics = {**evaluated, **trainer.summary(), "params": model.num_params(), "model": name,
+                   "split": model.split, "outputs": outputs, "outputs_done": done, "phase_seconds": phases.seconds}
+        if run_dir is not None:
+            write_json(run_dir / "metrics.json", metrics)
+        return metrics
+
     evaluated: dict[str, Any] = {}
-    outputs_written: list[Path] = []
+    written: list[Path] = []
     if outputs != "none":
         with device_settings(trainer.device, c.precision, c.threads), \
                 phases.finishing(after=phases.seconds.get("train")) as report:
-            evaluated, outputs_written = signal.finish(model, run_dir if outputs == "all" else None, report,
-                                                       sample=None if exact_metrics else METRICS_SAMPLE)
-    metrics = {**evaluated, **trainer.summary(), "params": model.num_params(), "model": name, "split": model.split,
-               "outputs": outputs, "phase_seconds": phases.seconds}
+            evaluated, written = signal.finish(model, run_dir if outputs == "all" else None, report,
+                                               sample=None if exact_metrics else METRICS_SAMPLE, ready=record)
+    metrics = record(evaluated, done=True)
     if run_dir is not None:
-        outputs_written.append(write_json(run_dir / "metrics.json", metrics))
-    return FitResult(model, metrics, run_dir, signal, outputs_written)
+        written.append(run_dir / "metrics.json")
+    return FitResult(model, metrics, run_dir, signal, written)
 
 
 def fit(

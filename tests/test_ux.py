@@ -210,17 +210,17 @@ def test_outputs_choose_what_is_evaluated_and_written(runner, image_png, tmp_pat
 
 
 def test_metrics_of_a_large_image_are_on_a_stated_sample_of_rows(one_thread) -> None:
-    from coordfit.core.metrics import frame_ssim, image_psnr
+    from coordfit.core.metrics import image_psnr, ssim
     from coordfit.signals.image import ImageSignal, render_image
 
     signal = ImageSignal(smooth_image(200, 40))
     model = coordfit.create_model("siren", signal.info, width=16)
-    sampled, _ = signal.finish(model, None, sample=2_000)
+    sampled, _ = signal.finish(model, None, sample=4_000)
     bands = np.asarray(sampled["metric_bands"])[:, None] + np.arange(32)
-    assert sampled["metrics_on"].startswith(f"{bands.size * 40:,} of 8,000 pixels: {len(bands)} bands of 32 rows")
+    assert len(bands) == 3 and sampled["metrics_on"].startswith("3,840 of 8,000 pixels: 3 bands of 32 rows")
     full = render_image(model, 200, 40)
     assert sampled["psnr"] == pytest.approx(image_psnr(full[bands], signal.pixels01[bands]), abs=1e-9)
-    assert sampled["ssim"] == pytest.approx(float(frame_ssim(full[bands], signal.pixels01[bands]).mean()), abs=1e-9)
+    assert sampled["ssim"] == pytest.approx(float(ssim(full[bands], signal.pixels01[bands], channel_axis=-1).mean()), abs=1e-9)
     exact, _ = signal.finish(model, None, sample=None)
     assert exact["metrics_on"] == "all 8,000 pixels" and "metric_bands" not in exact
 
@@ -232,11 +232,36 @@ def test_metrics_of_a_long_clip_are_on_a_stated_sample_of_frames(tmp_path, one_t
     clip = VideoSignal(rng.uniform(0, 1, (20, 8, 12, 3)).astype(np.float32))
     model = coordfit.create_model("siren", clip.info, width=16)
     exact, _ = clip.finish(model, None)
-    sampled, paths = clip.finish(model, tmp_path, sample=5 * 8 * 12)
+    seen = []
+    sampled, paths = clip.finish(model, tmp_path, sample=5 * 8 * 12,
+                                 ready=lambda m: seen.append((dict(m), (tmp_path / "reconstruction.mp4").exists())))
+    assert seen == [(sampled, False)]  # handed over before the long render of every frame
     assert sampled["metric_frames"] == [0, 5, 10, 14, 19] and sampled["metrics_on"].startswith("5 of 20 frames")
     assert sampled["psnr_per_frame"] == pytest.approx([exact["psnr_per_frame"][i] for i in sampled["metric_frames"]])
     assert exact["metrics_on"] == "all 20 frames" and len(exact["psnr_per_frame"]) == 20
     assert [p.name for p in paths] == ["reconstruction.mp4"]  # every frame still written
+
+
+def test_sampled_metrics_are_kept_when_the_render_after_them_is_cut_short(tmp_path, monkeypatch) -> None:
+    from coordfit.runs.batch import plan_batch
+    from coordfit.signals import image
+
+    source = _write_png(tmp_path / "in" / "p.png", h=40, w=30)
+    monkeypatch.setattr("coordfit.api.METRICS_SAMPLE", 300)  # so this small image is scored on a sample
+    plain = image.render_image
+
+    def render_image(*args, phase="render", **kwargs):
+        if phase == "render":
+            raise KeyboardInterrupt  # Ctrl-C during the full render of reconstruction.png
+        return plain(*args, phase=phase, **kwargs)
+
+    monkeypatch.setattr(image, "render_image", render_image)
+    with pytest.raises(KeyboardInterrupt):
+        coordfit.fit(source, "coordx", train=TrainConfig(steps=3), out=tmp_path / "b" / "p", progress=False, width=8)
+    m = json.loads((tmp_path / "b" / "p" / "metrics.json").read_text())
+    assert m["outputs_done"] is False and m["psnr"] > 0 and m["metrics_on"].startswith("960 of 1,200 pixels: 1 band of 32 rows")
+    assert not (tmp_path / "b" / "p" / "reconstruction.png").exists()
+    assert [i.state for i in plan_batch([str(source)], tmp_path / "b")] == ["trained"]
 
 
 def test_a_phase_much_longer_than_training_is_announced_with_an_estimate(monkeypatch) -> None:
@@ -336,3 +361,12 @@ def test_a_mesh_that_covers_no_pixel_centre_previews_as_white() -> None:
     flat = ml.MeshData(np.array([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5], [1.0, 1.0, 1.0]]), np.array([[0, 1, 2]]))
     empty = ml.MeshData(np.zeros((0, 3)), np.zeros((0, 3), np.int64))
     assert render_views(flat, size=16).min() == 1.0 and render_views(empty, size=16).min() == 1.0
+
+
+# -- item 12: what a fresh clone is told and what it ignores ------------------------------------
+def test_the_run_and_scene_folders_are_ignored_at_the_top_only() -> None:
+    root = Path(__file__).resolve().parents[1]
+    lines = (root / ".gitignore").read_text().splitlines()
+    assert "/runs/" in lines and "/scenes/" in lines and "runs/" not in lines  # coordfit/runs/ is a package
+    readme = (root / "README.md").read_text()
+    assert "skip" in readme.split("python -m pytest -q", 1)[1][:800]  # said beside the test command

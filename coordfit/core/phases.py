@@ -25,13 +25,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import IO
+from typing import IO, Any
 
 from .progress import Progress
 
-__all__ = ["Phases", "Report", "quiet"]
+__all__ = ["Phases", "Ready", "Report", "quiet"]
 
 Report = Callable[[str, int, int], None]  # report(phase, done, total)
+Ready = Callable[[dict[str, Any]], None]  # ready(metrics): the metrics are known, the outputs come next
 
 
 def quiet(phase: str, done: int, total: int) -> None:

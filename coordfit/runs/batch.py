@@ -36,7 +36,7 @@ class BatchItem:
     source: str
     run_dir: Path
     # new: fit it; resume: continue it to its own limits; done: skip it;
-    # trained: training finished but the outputs were not written (interrupted while evaluating)
+    # trained: training finished but its outputs were not all written (interrupted while evaluating)
     state: State
 
 
@@ -95,7 +95,11 @@ def _state(run_dir: Path) -> State:
         return "resume"  # the resume names what is damaged
     if not isinstance(state, dict) or not state.get("finished"):
         return "resume"
-    return "done" if (run_dir / "metrics.json").is_file() else "trained"
+    try:  # metrics written before a long render say whether the outputs followed
+        done = json.loads((run_dir / "metrics.json").read_text()).get("outputs_done", True)
+    except (OSError, ValueError, AttributeError):
+        return "trained"
+    return "done" if done is not False else "trained"
 
 
 def plan_batch(sources: Sequence[str], parent: Path, shard: tuple[int, int] = (1, 1)) -> list[BatchItem]:

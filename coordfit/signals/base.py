@@ -12,7 +12,7 @@ import torch
 
 from ..geometry.grid import GridInfo, check_generator, gather, sample_branches
 from ..core.metrics import psnr_from_mse
-from ..core.phases import Report, quiet
+from ..core.phases import Ready, Report, quiet
 from ..core.registry import Registry
 from .options import SignalOptions
 
@@ -112,7 +112,7 @@ class Signal(ABC):
 
     @abstractmethod
     def finish(self, model: torch.nn.Module, run_dir: Path | None = None, report: Report = quiet,
-               sample: int | None = None) -> tuple[dict[str, Any], list[Path]]:
+               sample: int | None = None, ready: Ready | None = None) -> tuple[dict[str, Any], list[Path]]:
         """Evaluate ``model`` once on the full signal: the final metrics (``psnr``,
         ``ssim``... or ``iou``...) and, with a ``run_dir``, the outputs a person opens
         (reconstruction.png, .mp4, mesh.ply) written there -> ``(metrics, paths)``.
@@ -121,6 +121,9 @@ class Signal(ABC):
         evenly spread sample of about that many points, and says so in
         ``metrics["metrics_on"]``; None: on all of it. Kinds whose evaluation is bounded
         by their own options (shapes: ``eval_points``; views: the held-out views) ignore it.
+        ``ready(metrics)``, where given, is called once the metrics are known and before
+        outputs that may take long are written (a kind that scores a sample first), so the
+        caller can keep them should the outputs be cut short.
 
         Progress goes only through ``report(phase, done, total)`` after each unit of work
         (phases ``render``, ``mesh``, ``metrics``, ``export``...; see

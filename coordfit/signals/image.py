@@ -12,7 +12,7 @@ import torch
 from ..core.errors import CoordfitError
 from ..geometry.grid import axis_coords, evaluate_grid
 from ..core.io import atomic_write
-from ..core.phases import Report, quiet
+from ..core.phases import Ready, Report, quiet
 from .base import GridSignal, register_signal
 from .options import ImageOptions
 
@@ -268,7 +268,7 @@ class ImageSignal(GridSignal):
         }
 
     def finish(self, model: torch.nn.Module, run_dir: Path | None = None, report: Report = quiet,
-               sample: int | None = None) -> tuple[dict[str, Any], list[Path]]:
+               sample: int | None = None, ready: Ready | None = None) -> tuple[dict[str, Any], list[Path]]:
         """``psnr`` and ``ssim`` of one render, which is also ``reconstruction.png``; an image
         of more than ``sample`` pixels is scored on bands of rows spread evenly down it
         (:func:`sample_rows`), rendered first, and ``metrics_on`` says which."""
@@ -284,10 +284,14 @@ class ImageSignal(GridSignal):
         else:
             part = render_image(model, h, w, rows=bands.reshape(-1), report=report, phase="metrics")
             part, target = part.reshape(*bands.shape, w, -1), self.pixels01[bands]  # [bands, rows, W, C]
-            metrics = {"psnr": image_psnr(part, target), "ssim": float(ssim(part, target, channel_axis=-1).mean()),
-                       "metrics_on": f"{bands.size * w:,} of {h * w:,} pixels: {len(bands)} bands of "
-                       f"{bands.shape[1]} rows spread evenly down the image (--exact-metrics: all)",
+            ssim_bands = float(ssim(part, target, channel_axis=-1).mean())
+            metrics = {"psnr": image_psnr(part, target), "ssim": ssim_bands,
+                       "metrics_on": f"{bands.size * w:,} of {h * w:,} pixels: {len(bands)} band"
+                       f"{'s' if len(bands) > 1 else ''} of {bands.shape[1]} rows spread evenly down the image "
+                       "(--exact-metrics: all)",
                        "metric_bands": [int(r[0]) for r in bands]}  # the first row of each
+            if ready is not None and run_dir is not None:
+                ready(metrics)  # the full render comes next
         report("metrics", 1, 1)
         if run_dir is None:
             return metrics, []

@@ -28,7 +28,7 @@ import torch
 from ..core.errors import CoordfitError
 from ..geometry.grid import PERMUTE_RATIO, axis_coords, check_generator, flat_to_index, gather, index_coords, sub_grid_counts
 from ..core.io import atomic_write
-from ..core.phases import Report, quiet
+from ..core.phases import Ready, Report, quiet
 from . import mesh_labels as ml
 from .base import Signal, register_signal
 from .isosurface import extract_mesh, field_volume, marching_cubes, mesh_metrics, surface_volume
@@ -240,7 +240,7 @@ class ShapeSignal(Signal):
         return inside.cpu().numpy()
 
     def finish(self, model: torch.nn.Module, run_dir: Path | None = None, report: Report = quiet,
-               sample: int | None = None) -> tuple[dict[str, Any], list[Path]]:
+               sample: int | None = None, ready: Ready | None = None) -> tuple[dict[str, Any], list[Path]]:
         """The field on the ``resolution^3`` grid, evaluated once (where the surface can be:
         :func:`.isosurface.surface_volume`), gives the IoU metrics at grid nodes, the mesh
         (marching cubes), its chamfer and normal metrics, ``mesh.ply`` and ``preview.png``

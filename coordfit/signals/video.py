@@ -23,7 +23,7 @@ import torch
 
 from ..core.errors import CoordfitError
 from ..geometry.grid import axis_coords, evaluate_grid
-from ..core.phases import Report, quiet
+from ..core.phases import Ready, Report, quiet
 from .base import GridSignal, register_signal
 from .options import VideoOptions
 from .video_io import BUILTIN_PREFIX, frames_per_chunk, read_clip, write_mp4
@@ -156,7 +156,7 @@ class VideoSignal(GridSignal):
         return ((part.float() + 1.0) * 0.5).clamp(0.0, 1.0)
 
     def finish(self, model: torch.nn.Module, run_dir: Path | None = None, report: Report = quiet,
-               sample: int | None = None) -> tuple[dict[str, Any], list[Path]]:
+               sample: int | None = None, ready: Ready | None = None) -> tuple[dict[str, Any], list[Path]]:
         """One render, a few frames at a time: each chunk is scored (``psnr`` and ``ssim``,
         means over frames, and ``psnr_per_frame``) and, with a ``run_dir``, encoded into
         ``reconstruction.mp4`` (the fitted clip's frame count, size and frame rate).
@@ -197,6 +197,8 @@ class VideoSignal(GridSignal):
             metrics["metrics_on"] = f"{len(index)} of {t} frames spread evenly through the clip (--exact-metrics: all)"
             metrics["metric_frames"] = [int(i) for i in index]
             if mp4 is not None:
+                if ready is not None:
+                    ready(metrics)  # every frame is rendered next
                 outputs.append(_write_mp4(mp4, render_frames(model, t, h, w, report=report), t, self.fps, (w, h),
                                           report))
         return metrics, outputs

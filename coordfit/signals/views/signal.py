@@ -23,7 +23,7 @@ import torch
 
 from ...core.metrics import psnr, psnr_from_mse, ssim
 from .prior import ViewPrior
-from ...core.phases import Report, quiet
+from ...core.phases import Ready, Report, quiet
 from ...geometry.rig import Rig, pseudo_poses
 from ...geometry.volume import RaySampling, SceneBox, contract, distortion, interval_edges, ray_segments, sample_intervals, shade
 from ..base import Signal, register_signal
@@ -239,7 +239,7 @@ class ViewsSignal(Signal):
         return metrics, renders
 
     def finish(self, model: torch.nn.Module, run_dir: Path | None = None, report: Report = quiet,
-               sample: int | None = None) -> tuple[dict[str, Any], list[Path]]:
+               sample: int | None = None, ready: Ready | None = None) -> tuple[dict[str, Any], list[Path]]:
         """The metrics of :meth:`score`; with ``run_dir``: ``views.png`` (from the same renders),
         ``orbit.mp4``; with a prior ``pseudo_views.png`` and ``prior_log.csv``; with a
         comparison fit ``no_prior.safetensors``."""
