@@ -79,7 +79,7 @@ def _train(trainer: Trainer, progress: bool | None) -> Phases:
     return phases
 
 
-def _finish(trainer: Trainer, run_dir: Path | None, name: str, phases: Phases, outputs: str = "all",
+def _finish(trainer: Trainer, run_dir: Path | None, name: str, phases: Phases, outputs: Outputs = "all",
             exact_metrics: bool = False) -> FitResult:
     """Evaluate the trained model once (metrics and outputs: :meth:`Signal.finish`) under the
     fit's device settings (threads, TF32), and write metrics.json with every phase's seconds.
@@ -103,7 +103,7 @@ def _finish(trainer: Trainer, run_dir: Path | None, name: str, phases: Phases, o
     written: list[Path] = []
     if outputs != "none":
         with device_settings(trainer.device, c.precision, c.threads), \
-                phases.finishing(after=phases.seconds.get("train")) as report:
+                phases.finishing(after=phases.seconds.get("train"), run_dir=run_dir) as report:
             evaluated, written = signal.finish(model, run_dir if outputs == "all" else None, report,
                                                sample=None if exact_metrics else METRICS_SAMPLE, ready=record)
     metrics = record(evaluated, done=True)
@@ -219,7 +219,7 @@ def resume(
     model: str | None = None,
     logger: str | None = None,
     progress: bool | None = None,
-    outputs: str = "all",
+    outputs: Outputs = "all",
     exact_metrics: bool = False,
     **settings: Any,
 ) -> FitResult:

@@ -273,13 +273,13 @@ def test_a_phase_much_longer_than_training_is_announced_with_an_estimate(monkeyp
     monkeypatch.setattr(ph, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
     out = io.StringIO()
     p = ph.Phases(True, stream=out, terminal=False, every=1e9)
-    with p.finishing(after=1.5) as report:
+    with p.finishing(after=1.5, run_dir=Path("runs/my run")) as report:
         report("render", 1, 100)
         report("render", 2, 100)
         report("render", 100, 100)
     announced = [line for line in out.getvalue().splitlines() if line.startswith("render: about")]
     assert len(announced) == 1 and "about 3 min at this pace (1/100 in 2.0 s), against 1.5 s of training" \
-        in announced[0]
+        in announced[0] and announced[0].endswith("(`coordfit render 'runs/my run'` renders later)")
     quiet = io.StringIO()
     clock = iter([0.0, 0.1, 10.0])
     p = ph.Phases(True, stream=quiet, terminal=False, every=1e9)

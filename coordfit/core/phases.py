@@ -21,10 +21,12 @@ that Ctrl-C keeps the saved model (:meth:`Phases.finishing` with ``after=``).
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO, Any
 
 from .progress import Progress
@@ -60,6 +62,7 @@ class Phases:
         self._shown: tuple[str, Progress] | None = None  # the phase on display
         self._others: dict[str, str] = {}  # interleaved phases: "done/total"
         self._after: float | None = None  # seconds the training took (finishing(after=...))
+        self._run_dir: Path | None = None
         self._announced: set[str] = set()
 
     def _add(self, name: str, seconds: float) -> None:
@@ -75,13 +78,13 @@ class Phases:
             self._add(name, time.perf_counter() - t0)
 
     @contextmanager
-    def finishing(self, after: float | None = None) -> Iterator[Report]:
+    def finishing(self, after: float | None = None, run_dir: Path | None = None) -> Iterator[Report]:
         """Time and show the phases after training; yields :meth:`report`. ``after``: the
         seconds the training took; a phase whose measured pace says it will take more
         than :attr:`announce_ratio` times that (and over :attr:`announce_seconds`) is
-        announced with its estimate."""
+        announced with its estimate (and the ``coordfit render`` command of ``run_dir``)."""
         self._mark = time.perf_counter()
-        self._after = after
+        self._after, self._run_dir = after, run_dir
         try:
             yield self.report
         finally:
@@ -101,10 +104,11 @@ class Phases:
             return
         self._announced.add(phase)
         stream = self._display["stream"] or sys.stderr
+        later = f" (`coordfit render {shlex.quote(str(self._run_dir))}` renders later)" if self._run_dir else ""
         print(f"{phase}: about {_duration(estimate)} at this pace ({done:,}/{total:,} in "
               f"{_duration(self.seconds.get(phase, 0.0))}), against {_duration(self._after)} of training; "
-              "the model is saved: Ctrl-C stops here, and --outputs metrics or none skips this "
-              "(`coordfit render RUN` renders later)", file=stream, flush=True)
+              f"the model is saved: Ctrl-C stops here, and --outputs metrics or none skips this{later}",
+              file=stream, flush=True)
 
     def _close(self) -> None:
         if self._shown is not None:
