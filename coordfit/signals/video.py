@@ -172,23 +172,23 @@ class VideoSignal(GridSignal):
         psnr: list[float] = []
         ssim: list[float] = []
 
-        def scored(chunks: Iterator[np.ndarray], phase: str) -> Iterator[np.ndarray]:
+        def scored(chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
             for pred in chunks:
                 start, stop = len(psnr), len(psnr) + len(pred)
                 target = self._target01(picked[start:stop])  # scored on the signal's device, a chunk at a time
                 psnr.extend(scores.psnr(pred, target).tolist())
                 ssim.extend(scores.ssim(pred, target, channel_axis=-1).tolist())
-                report(phase, stop, len(picked))
+                report("metrics", stop, len(picked))
                 yield pred
 
         outputs: list[Path] = []
         mp4 = None if run_dir is None else Path(run_dir) / "reconstruction.mp4"
         if index is None and mp4 is not None:  # one render: scored and encoded as it comes
-            outputs.append(_write_mp4(mp4, scored(render_frames(model, t, h, w, report=report), "metrics"),
+            outputs.append(_write_mp4(mp4, scored(render_frames(model, t, h, w, report=report)),
                                       t, self.fps, (w, h), report))
         else:
             for _ in scored(render_frames(model, t, h, w, report=report, index=index,
-                                          phase="render" if index is None else "metrics"), "metrics"):
+                                          phase="render" if index is None else "metrics")):
                 pass
         metrics: dict[str, Any] = {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)), "psnr_per_frame": psnr}
         if index is None:
