@@ -127,7 +127,7 @@ def test_dense_and_hashed_levels_agree(dims: int, n_max: int, log2_t: int) -> No
 
 def test_interpolation_exact_at_vertices_and_bilinear_between() -> None:
     enc = encoding(2, log2_t=12, n_max=9, levels=2, f=1)  # level 0: resolution 4
-    scale = float(enc.scales[0])
+    scale = float(enc.scales[0, 0])
     r = enc.resolutions[0]
     table = enc.table.detach()[:, 0]
 
@@ -351,3 +351,51 @@ def test_cli_image_hashgrid(runner, image_png: Path, tmp_path: Path) -> None:
     res = runner.invoke(app, ["image", str(image_png), "--model", "hashgrid", "-o", "levels=0", "--out",
                               str(tmp_path / "bad"), "--steps", "1"])
     assert res.exit_code == 2 and "levels must be positive" in res.output
+
+
+# -- explicit dense levels (plane and line models) -----------------------------------------
+
+def test_dense_levels_are_read_from_text_lists_and_json() -> None:
+    assert GridSpec(dense_levels="64,128").dense_levels == (64, 128)
+    assert GridSpec(dense_levels="64x48, 128x48").dense_levels == ((64, 48), (128, 48))
+    assert GridSpec.from_dict({"dense_levels": [[8, 4], 16]}).dense_levels == ((8, 4), 16)
+    spec = GridSpec(features_per_level=8, dense_levels=(4, 6)).resolve(2, (10, 10))
+    assert spec.levels == 2 and json.loads(json.dumps(spec.to_dict()))["dense_levels"] == [4, 6]
+    for bad in ("64,1", "64,x", [], "8x4x"):
+        with pytest.raises(CoordfitError, match="dense-levels must be"):
+            GridSpec.from_dict({"dense_levels": bad})
+    with pytest.raises(CoordfitError, match="has 2 axes; this grid has 3"):
+        MultiresGrid(3, GridSpec(dense_levels=((4, 4),)))
+    with pytest.raises(CoordfitError, match="backend=tcnn"):
+        create_model("hashgrid", IMAGE, backend="tcnn", dense_levels="8,16")
+
+
+def test_dense_levels_layout_and_aligned_corners() -> None:
+    torch.manual_seed(0)
+    enc = MultiresGrid(2, GridSpec(features_per_level=1, dense_levels=((5, 3), 4)))
+    assert enc.level_sizes == [15, 16] and enc.table.shape == (31, 1) and not any(enc.hashed)
+    enc.table.data.normal_()
+    t = enc.table.detach()[:, 0]
+    # vertex (i, j) of level 0 is row i + 5 j; -1 and 1 are the first and last vertices
+    corners = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [1.0, 1.0], [0.0, 0.0], [-0.5, 1.0]])
+    got = enc(corners)[:, 0]
+    want = [t[0], t[4], t[10], t[14], t[2 + 5], t[1 + 10]]  # (-0.5, 1): u = 0.25 on 5 vertices is vertex 1
+    torch.testing.assert_close(got, torch.stack(want))
+    # level 1 (4 x 4, offset 15): linear between vertices along each axis
+    x = torch.tensor([[-1.0 + 2 / 3 * 0.25, 1.0]])  # u = 1/12 -> pos 0.25 on axis 0, last vertex on axis 1
+    torch.testing.assert_close(enc(x)[0, 1], 0.75 * t[15 + 12] + 0.25 * t[15 + 13])
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_dense_levels_fast_path_equals_reference(dims: int) -> None:
+    torch.manual_seed(0)
+    levels = [(3,) * dims, (5,) * dims, tuple(range(2, 2 + dims))]
+    enc = MultiresGrid(dims, GridSpec(features_per_level=4, dense_levels=levels))
+    enc.table.data.normal_()
+    x = torch.cat([points(300, dims), torch.rand(20, dims) * 4 - 2]).requires_grad_(True)
+    fast, ref = enc(x), enc.reference(x)
+    torch.testing.assert_close(fast, ref)
+    probe = torch.randn_like(fast)
+    for a, b in zip(torch.autograd.grad((fast * probe).sum(), [enc.table, x]),
+                    torch.autograd.grad((ref * probe).sum(), [enc.table, x])):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

@@ -7,6 +7,12 @@ entries (``XOR_d c_d * prime_d mod T``, primes 1, 2654435761, 805459861, ...). E
 holds ``F`` features, initialised U(-1e-4, 1e-4). A point is (multi)linearly interpolated
 from the ``2**D`` vertices around it on every level; the output concatenates the levels.
 
+**Explicit dense levels** (``GridSpec.dense_levels``, for plane and line models such as
+K-Planes and TensoRF) replace that ladder: level ``l`` has the given vertices ``r_{l,d}``
+per axis (one number for every axis, or one per axis), is stored densely (index
+``sum_d c_d * prod_{e<d} r_{l,e}``, no padding, never hashed), and is sampled with
+aligned corners: ``pos = u * (r - 1)``, so the first and last vertices sit on -1 and 1.
+
 The conventions follow tiny-cuda-nn exactly, so that its ``HashGrid`` and this module
 agree on the same table: inputs on [0, 1] (we map coordfit's [-1, 1] there),
 ``pos = u * scale_l + 0.5``, each level's rows padded to a multiple of 8 and laid out
@@ -21,6 +27,7 @@ sum over corners run in one custom autograd function whose backward is one
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -49,21 +56,61 @@ class GridSpec(Config):
     base_resolution: int = 16  # N_min: grid resolution of the coarsest level
     per_level_scale: float | None = None  # b: growth per level (None: from N_min, N_max and L)
     max_resolution: float | None = None  # N_max: of the finest level (None: max(grid size) / 2)
+    dense_levels: Sequence[int | Sequence[int]] | None = None
+    """Explicit dense levels instead of the ladder above: each level's vertices per axis, one number
+    or one per axis (e.g. 64,128,256 or 64x48,128x48); every level dense, never hashed, corners
+    aligned on -1 and 1. Sets the number of levels; base/max resolution, scale and T are unused."""
+
+    def __post_init__(self) -> None:
+        if self.dense_levels is not None:
+            self.dense_levels = _parse_dense_levels(self.dense_levels)
 
     def validate(self) -> None:
         super().validate()
         self.check_positive("levels", "features_per_level", "base_resolution", "max_resolution")
+        if self.dense_levels is not None:
+            levels = self.dense_levels
+            flat = [r for lvl in levels for r in (lvl if isinstance(lvl, tuple) else (lvl,))]
+            if (not isinstance(levels, tuple) or not levels
+                    or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 2 for r in flat)):
+                raise CoordfitError(f"dense-levels must be one or more levels of whole numbers >= 2 (vertices per "
+                                    f"axis, e.g. 64,128 or 64x48,128x48), got {self.dense_levels!r}")
         if self.log2_table_size is not None and not 1 <= self.log2_table_size <= 30:
             raise CoordfitError(f"log2-table-size must be in 1..30, got {self.log2_table_size}")
         if self.per_level_scale is not None and self.per_level_scale < 1.0:
             raise CoordfitError(f"per-level-scale must be >= 1, got {self.per_level_scale}")
 
     def resolve(self, dims: int, sizes: tuple[int, ...]) -> GridSpec:
-        """The grid for ``dims`` axes of ``sizes`` points: T, N_max and b made concrete."""
+        """The grid for ``dims`` axes of ``sizes`` points: T, N_max and b made concrete
+        (with ``dense_levels``: the number of levels)."""
+        if self.dense_levels is not None:
+            return GridSpec(len(self.dense_levels), self.features_per_level, dense_levels=self.dense_levels)
         log2_t = self.log2_table_size or (24 if dims <= 2 else 19)
         n_max = self.max_resolution or max(sizes) / 2
         b = self.per_level_scale or growth_factor(self.base_resolution, n_max, self.levels)
         return GridSpec(self.levels, self.features_per_level, log2_t, self.base_resolution, b, n_max)
+
+
+def _parse_dense_levels(value: object) -> object:
+    """``"64,128"`` / ``"64x48,128x48"`` / lists (JSON) -> ``(64, 128)`` / ``((64, 48), (128, 48))``.
+    Unreadable values are kept as given, for :meth:`GridSpec.validate` to refuse in one line."""
+    def number(v: object) -> object:
+        if isinstance(v, str) and v.strip().isdigit():
+            return int(v)
+        return v
+
+    def level(v: object) -> object:
+        if isinstance(v, str) and "x" in v.lower():
+            v = v.lower().split("x")
+        if isinstance(v, list | tuple):
+            return tuple(number(r) for r in v)
+        return number(v)
+
+    if isinstance(value, str):
+        value = [p for p in value.replace(" ", "").split(",") if p]
+    if isinstance(value, list | tuple):
+        return tuple(level(v) for v in value)
+    return value
 
 
 def growth_factor(base_resolution: int, max_resolution: float, levels: int) -> float:
@@ -77,44 +124,46 @@ class MultiresGrid(nn.Module):
     """``[N, D]`` points on [-1, 1] -> ``[N, L * F]`` features (level-major, as tiny-cuda-nn)."""
 
     def __init__(self, in_features: int, config: GridSpec, hash_all: bool = False) -> None:
-        """``config`` with T and b concrete (:meth:`GridSpec.resolve`). ``hash_all`` hashes every
-        level into T rows, even those that would fit densely (for tests)."""
+        """``config`` with T and b concrete (:meth:`GridSpec.resolve`), or with ``dense_levels``.
+        ``hash_all`` hashes every level into T rows, even those that would fit densely (for tests)."""
         super().__init__()
         if not 1 <= in_features <= MAX_DIMS:
             raise CoordfitError(f"grid encodings take 1 to {MAX_DIMS} input dimensions, got {in_features}")
         config.validate()
-        if config.log2_table_size is None or config.per_level_scale is None:
-            raise CoordfitError("a grid encoding needs log2_table_size and per_level_scale: resolve() the spec first")
         self.in_features = D = in_features
-        self.config = c = config
-        T = 1 << c.log2_table_size
-        scales, res, sizes, offsets, hashed = [], [], [], [], []
-        offset = 0
-        for lvl in range(c.levels):
-            # float32 arithmetic, as tiny-cuda-nn computes it on the GPU
-            scale = float(torch.exp2(torch.tensor(lvl * math.log2(c.per_level_scale))) * c.base_resolution - 1.0)
-            r = math.ceil(scale) + 1
-            dense = r**D
-            size = T if hash_all else min(-(-dense // 8) * 8, T)
-            scales.append(scale)
-            res.append(r)
-            sizes.append(size)
-            offsets.append(offset)
-            hashed.append(hash_all or dense > T)
-            offset += size
-        self.resolutions: list[int] = res  # vertices per axis of each level
-        self.level_sizes: list[int] = sizes  # table rows of each level
-        self.hashed: list[bool] = hashed  # which levels are hashed (a suffix: resolutions grow)
-        self.n_dense = hashed.index(True) if any(hashed) else c.levels
-        self.table = nn.Parameter(torch.empty(offset, c.features_per_level).uniform_(-1e-4, 1e-4))  # [rows, F]
+        if config.dense_levels is not None:
+            if hash_all:
+                raise CoordfitError("explicit dense levels are never hashed (hash_all)")
+            config = GridSpec(len(config.dense_levels), config.features_per_level, dense_levels=config.dense_levels)
+            levels = [_explicit_level(r, D) for r in config.dense_levels]
+        elif config.log2_table_size is None or config.per_level_scale is None:
+            raise CoordfitError("a grid encoding needs log2_table_size and per_level_scale: resolve() the spec first")
+        else:
+            levels = [_ladder_level(config, lvl, D, hash_all) for lvl in range(config.levels)]
+        self.config = config
+        self.levels = levels
+        offsets = [sum(lv.size for lv in levels[:i]) for i in range(len(levels))]
+        self.resolutions: list[int] = [max(lv.res) for lv in levels]  # vertices per axis of each level (largest)
+        self.level_sizes: list[int] = [lv.size for lv in levels]  # table rows of each level
+        self.hashed: list[bool] = [lv.hashed for lv in levels]  # which levels are hashed (a suffix: resolutions grow)
+        self.n_dense = self.hashed.index(True) if any(self.hashed) else len(levels)
+        rows = sum(self.level_sizes)
+        self.table = nn.Parameter(torch.empty(rows, config.features_per_level).uniform_(-1e-4, 1e-4))  # [rows, F]
         bits = torch.tensor([[(k >> d) & 1 for d in range(D)] for k in range(1 << D)])
-        self.register_buffer("scales", torch.tensor(scales, dtype=torch.float32), persistent=False)  # [L]
+        strides = [[math.prod(lv.res[:d]) for d in range(D)] for lv in levels]
+
+        def buffer(name: str, value: list, dtype: torch.dtype) -> None:
+            self.register_buffer(name, torch.tensor(value, dtype=dtype), persistent=False)
+
+        buffer("scales", [list(lv.scale) for lv in levels], torch.float32)  # [L, D] grid units per unit of u
+        buffer("shifts", [lv.shift for lv in levels], torch.float32)  # [L] 0.5 (tiny-cuda-nn) or 0 (explicit)
+        buffer("cell_max", [[lv.cell_max(d) for d in range(D)] for lv in levels], torch.long)  # [L, D] last cell
         self.register_buffer("bits", bits, persistent=False)  # [2^D, D] corner offsets
-        strides = torch.tensor([[r**d for d in range(D)] for r in res], dtype=torch.long)
-        self.register_buffer("strides", strides, persistent=False)  # [L, D] dense strides
-        self.register_buffer("sizes", torch.tensor(sizes, dtype=torch.long), persistent=False)  # [L]
-        self.register_buffer("offsets", torch.tensor(offsets, dtype=torch.long), persistent=False)  # [L]
-        self.register_buffer("primes", torch.tensor(PRIMES[:D], dtype=torch.long), persistent=False)  # [D]
+        buffer("strides", strides, torch.long)  # [L, D] dense strides
+        buffer("sizes", self.level_sizes, torch.long)  # [L]
+        buffer("offsets", offsets, torch.long)  # [L]
+        buffer("primes", list(PRIMES[:D]), torch.long)  # [D]
+        self._clamped = any(lv.explicit for lv in levels)
 
     @property
     def out_features(self) -> int:
@@ -122,9 +171,19 @@ class MultiresGrid(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return (f"dims={self.in_features}, levels={c.levels}, F={c.features_per_level}, "
-                f"T=2^{c.log2_table_size}, res={self.resolutions[0]}..{self.resolutions[-1]}, "
-                f"dense_levels={self.n_dense}, rows={self.table.shape[0]:,}")
+        table = "explicit dense levels" if c.dense_levels is not None else f"T=2^{c.log2_table_size}"
+        return (f"dims={self.in_features}, levels={c.levels}, F={c.features_per_level}, {table}, "
+                f"res={self.resolutions[0]}..{self.resolutions[-1]}, dense_levels={self.n_dense}, "
+                f"rows={self.table.shape[0]:,}")
+
+    def _cells(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x [N, D]`` -> each level's cell (its lowest vertex, float) and the fraction across it, ``[N, L, D]``."""
+        u = ((x + 1.0) * 0.5).clamp(0.0, 1.0)
+        pos = u[:, None, :] * self.scales + self.shifts[:, None]  # [N, L, D]
+        base = pos.floor()
+        if self._clamped:  # explicit levels: u = 1 lies in the last cell, at fraction 1
+            base = torch.minimum(base, self.cell_max.to(base.dtype))
+        return base, pos - base
 
     # -- the fast path ---------------------------------------------------------------------
     def rows_and_weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,10 +193,7 @@ class MultiresGrid(nn.Module):
         ``[N, L, 2]`` pairs (vertex below / above) and combined by outer products, so no
         tensor ``[N, L, 2^D, D]`` is ever built.
         """
-        u = ((x + 1.0) * 0.5).clamp(0.0, 1.0)
-        pos = u[:, None, :] * self.scales[:, None] + 0.5  # [N, L, D]
-        base = pos.floor()
-        frac = pos - base
+        base, frac = self._cells(x)
         cell = base.long()  # [N, L, D]
         w = _outer([torch.stack((1.0 - frac[..., d], frac[..., d]), -1) for d in range(self.in_features)], torch.mul)
         nd, pieces = self.n_dense, []
@@ -161,17 +217,15 @@ class MultiresGrid(nn.Module):
     # -- the reference: every corner spelled out, a plain gather --------------------------
     def corners(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x [N, D]`` -> vertex coordinates ``[N, L, 2^D, D]`` (long) and weights ``[N, L, 2^D]``."""
-        u = ((x + 1.0) * 0.5).clamp(0.0, 1.0)
-        pos = u[:, None, :] * self.scales[:, None] + 0.5  # [N, L, D]
-        base = pos.floor()
-        frac = (pos - base)[:, :, None, :]  # [N, L, 1, D]
+        base, frac = self._cells(x)
+        frac = frac[:, :, None, :]  # [N, L, 1, D]
         vert = base.long()[:, :, None, :] + self.bits  # [N, L, 2^D, D]
         return vert, torch.where(self.bits.bool(), frac, 1.0 - frac).prod(-1)
 
     def index(self, vert: torch.Tensor) -> torch.Tensor:
         """Vertex coordinates ``[N, L, 2^D, D]`` -> rows of the flat table ``[N, L, 2^D]``."""
         out = torch.empty(vert.shape[:-1], dtype=torch.long, device=vert.device)
-        for lvl, (r, size, off) in enumerate(zip(self.resolutions, self.level_sizes, self.offsets.tolist())):
+        for lvl, (size, off) in enumerate(zip(self.level_sizes, self.offsets.tolist())):
             v = vert[:, lvl]
             if self.hashed[lvl]:
                 h = torch.zeros_like(v[..., 0])
@@ -179,7 +233,7 @@ class MultiresGrid(nn.Module):
                     h = h ^ ((v[..., d] * PRIMES[d]) & 0xFFFFFFFF)
                 idx = h % size
             else:
-                idx = sum(v[..., d] * r**d for d in range(self.in_features)) % size
+                idx = sum(v[..., d] * int(self.strides[lvl, d]) for d in range(self.in_features)) % size
             out[:, lvl] = idx + off
         return out
 
@@ -192,6 +246,40 @@ class MultiresGrid(nn.Module):
         """Interpolation work per point: 2^D corners x (D-1 weight products + F multiply-adds) per level."""
         k = 1 << self.in_features
         return self.config.levels * k * (self.in_features - 1 + self.config.features_per_level)
+
+
+@dataclass(frozen=True)
+class _Level:
+    """One level's geometry: ``pos_d = u_d * scale_d + shift``, vertices ``0..res_d - 1`` (+1 corner)."""
+
+    res: tuple[int, ...]  # vertices per axis
+    scale: tuple[float, ...]  # grid units per unit of u, per axis
+    shift: float  # 0.5 on tiny-cuda-nn's ladder, 0 for explicit levels (aligned corners)
+    size: int  # table rows
+    hashed: bool
+    explicit: bool  # explicit dense level: the cell is clamped to the last one, so u = 1 stays inside
+
+    def cell_max(self, d: int) -> int:
+        return self.res[d] - 2 if self.explicit else 1 << 40
+
+
+def _ladder_level(c: GridSpec, lvl: int, dims: int, hash_all: bool) -> _Level:
+    """tiny-cuda-nn's level ``lvl``: ``scale = N_min * b**lvl - 1``, dense while it fits T rows."""
+    # float32 arithmetic, as tiny-cuda-nn computes it on the GPU
+    scale = float(torch.exp2(torch.tensor(lvl * math.log2(c.per_level_scale))) * c.base_resolution - 1.0)
+    r = math.ceil(scale) + 1
+    T = 1 << c.log2_table_size
+    size = T if hash_all else min(-(-r**dims // 8) * 8, T)
+    return _Level((r,) * dims, (scale,) * dims, 0.5, size, hash_all or r**dims > T, False)
+
+
+def _explicit_level(res: int | tuple[int, ...], dims: int) -> _Level:
+    """An explicit dense level of ``res`` vertices per axis (one for all, or one per axis)."""
+    res = (res,) * dims if isinstance(res, int) else tuple(res)
+    if len(res) != dims:
+        raise CoordfitError(f"dense level {'x'.join(map(str, res))} has {len(res)} axes; this grid has {dims}")
+    scale = tuple(float(r - 1) for r in res)
+    return _Level(res, scale, 0.0, math.prod(res), False, True)
 
 
 def _outer(pairs: list[torch.Tensor], op) -> torch.Tensor:

@@ -43,6 +43,8 @@ class HashGridConfig(GridSpec):
     def validate(self) -> None:
         super().validate()
         self.check_positive("width", "layers")
+        if self.backend == "tcnn" and self.dense_levels is not None:
+            raise CoordfitError("backend=tcnn has tiny-cuda-nn's level ladder only: drop dense-levels or use backend=torch")
 
 
 @register_model(
