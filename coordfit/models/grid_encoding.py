@@ -35,6 +35,7 @@ from torch import nn
 
 from ..core.errors import CoordfitError
 from ..core.registry import Config
+from . import grid_kernel
 
 __all__ = ["GridSpec", "MultiresGrid", "PRIMES", "growth_factor"]
 
@@ -164,6 +165,11 @@ class MultiresGrid(nn.Module):
         buffer("offsets", offsets, torch.long)  # [L]
         buffer("primes", list(PRIMES[:D]), torch.long)  # [D]
         self._clamped = any(lv.explicit for lv in levels)
+        # the fused kernel's view of the levels (grid_kernel.py): size, offset, hashed, strides, last cells
+        buffer("kernel_meta", [[lv.size, off, int(lv.hashed), *st, *(lv.cell_max(d) for d in range(D))]
+                               for lv, off, st in zip(levels, offsets, strides)], torch.long)  # [L, 3 + 2D]
+        buffer("kernel_fmeta", [[*lv.scale, lv.shift] for lv in levels], torch.float32)  # [L, D + 1]
+        self.kernel = True  # False: always the PyTorch path (benchmarks, debugging)
 
     @property
     def out_features(self) -> int:
@@ -211,6 +217,15 @@ class MultiresGrid(nn.Module):
         return rows, w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, D] -> [N, L * F]
+        """The fused kernel (:mod:`coordfit.models.grid_kernel`) where it runs, else :meth:`torch_forward`."""
+        if self.kernel:
+            out = grid_kernel.encode(x, self.table, self.kernel_meta, self.kernel_fmeta)
+            if out is not None:
+                return out
+        return self.torch_forward(x)
+
+    def torch_forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, D] -> [N, L * F]
+        """The PyTorch path: any device and dtype, the fallback of the kernel."""
         rows, w = self.rows_and_weights(x)
         return _Interpolate.apply(self.table, rows, w.to(self.table.dtype)).reshape(x.shape[0], self.out_features)
 
