@@ -399,3 +399,95 @@ def test_dense_levels_fast_path_equals_reference(dims: int) -> None:
     for a, b in zip(torch.autograd.grad((fast * probe).sum(), [enc.table, x]),
                     torch.autograd.grad((ref * probe).sum(), [enc.table, x])):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+# -- the optimiser -----------------------------------------------------------------------
+
+def test_trainer_steps_fused_adam_and_loads_an_old_runs_optimizer_file(tmp_path: Path) -> None:
+    from coordfit.engine.train import make_optimizer
+    from coordfit.runs.checkpoint import load_optimizer, save_optimizer
+
+    signal = ImageSignal(smooth_image(16, 20))
+    model = create_model("hashgrid", signal.info, levels=4, width=16)
+    trainer = Trainer(model, signal, TrainConfig(steps=3, batch_points=64, device="cpu", checkpoint_every=0))
+    assert type(trainer.optimizer) is torch.optim.Adam and trainer.optimizer.defaults["fused"] is True
+    assert trainer.optimizer.defaults["betas"] == (0.9, 0.99) and trainer.optimizer.defaults["eps"] == 1e-15
+    # an optimizer file as older coordfit wrote it (torch's default for-each Adam) loads and steps
+    old = torch.optim.Adam(model.parameters(), lr=1e-2, betas=(0.9, 0.99), eps=1e-15)
+    model(torch.rand(32, 2) * 2 - 1).sum().backward()
+    old.step()
+    save_optimizer(tmp_path / "optimizer.safetensors", old)
+    new = make_optimizer(model, 1e-2, {"betas": (0.9, 0.99), "eps": 1e-15})
+    load_optimizer(tmp_path / "optimizer.safetensors", new)
+    for p in model.parameters():
+        torch.testing.assert_close(new.state[p]["exp_avg"], old.state[p]["exp_avg"], rtol=0, atol=0)
+        assert float(new.state[p]["step"]) == 1
+    new.step()
+    assert all(float(new.state[p]["step"]) == 2 for p in model.parameters())
+
+
+def test_grid_adam_steps_touched_rows_as_adam_and_leaves_the_others(tmp_path: Path) -> None:
+    from coordfit.engine.train import make_optimizer
+    from coordfit.models.grid_adam import GridAdam
+    from coordfit.runs.checkpoint import load_optimizer, save_optimizer
+
+    torch.manual_seed(0)
+    model = create_model("hashgrid", IMAGE, levels=4, width=16)
+    twin = create_model("hashgrid", IMAGE, levels=4, width=16)
+    twin.load_state_dict(model.state_dict())
+    adam = {"betas": (0.9, 0.99), "eps": 1e-15}
+    rows, dense = make_optimizer(model, 1e-2, adam, table_rows=True), make_optimizer(twin, 1e-2, adam)
+    assert isinstance(rows, GridAdam) and not isinstance(dense, GridAdam)
+    R = model.encoding.table.shape[0]
+    first, second = torch.arange(R) % 3 != 0, torch.arange(R) % 2 == 0  # the rows each step reaches
+    after_first = None
+    for reached in (first, second):
+        grads = [torch.randn_like(p) for p in model.parameters()]
+        grads[0] *= reached[:, None]  # the table: zero gradient on rows no point reached
+        for m, opt in ((model, rows), (twin, dense)):
+            for p, g in zip(m.parameters(), grads):
+                p.grad = g.clone()
+            opt.step()
+        after_first = model.encoding.table.detach().clone() if after_first is None else after_first
+    for a, b in zip(list(model.parameters())[1:], list(twin.parameters())[1:]):  # the MLP: plain Adam
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    table, adam_table = model.encoding.table.detach(), twin.encoding.table.detach()
+    both, only_first = first & second, first & ~second
+    torch.testing.assert_close(table[both], adam_table[both], rtol=1e-5, atol=1e-6)  # Adam's update
+    assert torch.equal(table[only_first], after_first[only_first])  # not reached: kept, no momentum step
+    assert not torch.allclose(adam_table[only_first], after_first[only_first])  # (dense Adam moves them)
+    save_optimizer(tmp_path / "o.safetensors", rows)  # Adam's state, key for key: it loads into plain Adam
+    load_optimizer(tmp_path / "o.safetensors", make_optimizer(twin, 1e-2, adam))
+
+
+def test_hashgrid_resume_is_bit_exact(tmp_path: Path, image_png: Path) -> None:
+    import coordfit
+
+    train = dict(batch_points=300, log_every=5, device="cpu")
+    opts = dict(levels=6, width=16, progress=False)
+    coordfit.fit(image_png, "hashgrid", train=TrainConfig(steps=12, **train), out=tmp_path / "a", **opts)
+    resumed = coordfit.resume(tmp_path / "a", steps=25, progress=False)
+    straight = coordfit.fit(image_png, "hashgrid", train=TrainConfig(steps=25, **train), out=tmp_path / "b", **opts)
+    assert resumed.metrics["steps"] == 25
+    for p, q in zip(resumed.model.parameters(), straight.model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_grid_adam_rows_by_the_kernel_equal_rows_by_torch_ops(monkeypatch: pytest.MonkeyPatch) -> None:
+    from coordfit.models import grid_kernel
+    from coordfit.models.grid_adam import GridAdam
+
+    torch.manual_seed(1)
+    tables = [torch.nn.Parameter(torch.randn(200, 4)) for _ in range(2)]
+    tables[1].data.copy_(tables[0].data)
+    opts = [GridAdam([t], [t], lr=1e-2, betas=(0.9, 0.99), eps=1e-15) for t in tables]
+    for step in range(3):
+        g = torch.randn(200, 4) * (torch.rand(200, 1) < 0.5)
+        for i, (t, opt) in enumerate(zip(tables, opts)):
+            t.grad = g.clone()
+            with monkeypatch.context() as m:
+                if i == 1:  # the PyTorch ops, as on CUDA
+                    m.setattr(grid_kernel, "cpu_library", lambda: "no compiler (a test)")
+                opt.step()
+    torch.testing.assert_close(tables[0], tables[1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(opts[0].state[tables[0]]["exp_avg_sq"], opts[1].state[tables[1]]["exp_avg_sq"])

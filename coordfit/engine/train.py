@@ -40,7 +40,7 @@ from ..signals.base import Signal
 if TYPE_CHECKING:
     from .loggers import RunLogger
 
-__all__ = ["TrainConfig", "Trainer", "Limits", "TrainingInterrupted", "DEFAULT_STEPS"]
+__all__ = ["TrainConfig", "Trainer", "Limits", "TrainingInterrupted", "DEFAULT_STEPS", "make_optimizer"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,32 @@ class Limits:
 
     steps: int | None  # the step the run stops at
     seconds: float | None  # the seconds of training the run stops at
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, adam: dict[str, Any], table_rows: bool = False,
+                   fused: bool = True) -> torch.optim.Optimizer:
+    """Adam over ``model``'s parameters (one group, the registry's ``adam`` options), on the
+    model's device: torch's fused Adam where this torch has one for it, else its default.
+    ``table_rows``: grid tables step only the rows this step's points reached
+    (:class:`~coordfit.models.grid_adam.GridAdam`); off, because on a CPU it measured slower
+    than the fused dense step (docs/grids.md). The state is Adam's either way, so
+    checkpoints load into any of them."""
+    from ..models.grid_adam import GridAdam
+    from ..models.grid_encoding import MultiresGrid
+
+    tables = [m.table for m in model.modules() if isinstance(m, MultiresGrid)] if table_rows else []
+    params = list(model.parameters())
+
+    def build(**extra: Any) -> torch.optim.Optimizer:
+        options = {"lr": lr, **adam, **extra}
+        return GridAdam(params, tables, **options) if tables else torch.optim.Adam(params, **options)
+
+    if fused:
+        try:
+            return build(fused=True)
+        except (RuntimeError, TypeError, ValueError):  # an older torch, or no fused Adam for this device or dtype
+            pass
+    return build()
 
 
 class Trainer:
@@ -72,7 +98,7 @@ class Trainer:
         self.model = model.to(self.device)
         self.signal = signal.to(self.device)
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr, **entry.adam)
+        self.optimizer = make_optimizer(model, self.config.lr, entry.adam)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.step = 0
         self.seconds = 0.0

@@ -43,7 +43,7 @@ import torch
 __all__ = ["encode", "cpu_library", "kernel_enabled", "cache_dir"]
 
 _SOURCE = Path(__file__).with_name("kernels") / "grid_cpu.cpp"
-_FLAGS = ["-O3", "-std=c++20", "-shared", "-fPIC", "-ffp-contract=off", "-pthread"]
+_FLAGS = ["-O3", "-std=c++20", "-shared", "-fPIC", "-ffp-contract=off", "-fno-math-errno", "-pthread"]
 
 
 def kernel_enabled() -> bool:
@@ -108,6 +108,9 @@ def _load(lib: Path) -> ctypes.CDLL:
     dll.coordfit_grid_forward.argtypes = [i32, i32, i64, ptr, ptr, i32, ptr, ptr, ptr, i32]
     dll.coordfit_grid_backward.argtypes = [i32, i32, i64, ptr, ptr, ptr, i32, ptr, ptr, ptr, ptr, i32]
     dll.coordfit_grid_forward.restype = dll.coordfit_grid_backward.restype = i32
+    f32 = ctypes.c_float
+    dll.coordfit_adam_rows.argtypes = [i64, i32, ptr, ptr, ptr, ptr, f32, f32, f32, f32, f32, f32, i32]
+    dll.coordfit_adam_rows.restype = i32
     return dll
 
 

@@ -226,4 +226,29 @@ int coordfit_grid_backward(int D, int F, int64_t N, const float* x, const float*
     });
 }
 
+// Adam on the rows of a table whose gradient is not all zero (instant-ngp's rule: an entry
+// no point reached this step keeps its parameters and moments). torch's Adam arithmetic:
+// m += (1 - b1) (g - m), v = b2 v + (1 - b2) g^2, p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps).
+// Rows are independent, so any thread count gives the same result.
+int coordfit_adam_rows(int64_t rows, int F, float* p, const float* g, float* m, float* v, float lr, float b1,
+                       float b2, float eps, float bc1, float bc2_sqrt, int threads) {
+    const float step = lr / bc1, inv_bc2 = 1.0f / bc2_sqrt;
+    parallel(rows, threads, [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) {
+            const float* gr = g + r * F;
+            bool touched = false;
+            for (int f = 0; f < F; ++f) touched |= gr[f] != 0.0f;
+            if (!touched) continue;
+            for (int f = 0; f < F; ++f) {
+                const int64_t i = r * F + f;
+                const float gi = gr[f];
+                m[i] += (1.0f - b1) * (gi - m[i]);
+                v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+                p[i] -= step * m[i] / (std::sqrt(v[i]) * inv_bc2 + eps);
+            }
+        }
+    });
+    return 0;
+}
+
 }  // extern "C"
