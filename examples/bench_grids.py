@@ -65,8 +65,11 @@ class _Grid(GridSignal):
         self.out_features = values.shape[-1]
         self.default_split = split
 
+    def meta(self) -> dict[str, Any]:
+        return {"source": self.kind}
+
     # the file side of a Signal is not needed here
-    load = meta = evaluate = write_outputs = default_render_name = render_run = None  # type: ignore[assignment]
+    load = evaluate = write_outputs = default_render_name = render_run = finish = None  # type: ignore[assignment]
 
 
 def _render(model: torch.nn.Module, shape: tuple[int, ...]) -> torch.Tensor:

@@ -161,3 +161,11 @@ def test_the_cuda_source_equals_reference_under_the_triton_interpreter() -> None
     done = subprocess.run([sys.executable, "-c", _TRITON_CHECK], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert float(done.stdout.strip().splitlines()[-1]) < 1e-4
+
+
+def test_inputs_the_kernel_cannot_take_reach_the_torch_path_and_its_error() -> None:
+    enc = grid(2, 2, "ladder")
+    assert grid_kernel.encode(torch.rand(5, 3), enc.table, enc.kernel_meta, enc.kernel_fmeta) is None
+    assert grid_kernel.encode(torch.rand(5), enc.table, enc.kernel_meta, enc.kernel_fmeta) is None
+    with pytest.raises(RuntimeError):
+        enc(torch.rand(5, 3))  # a shape error from PyTorch, never a read past the input

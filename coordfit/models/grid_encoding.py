@@ -1,4 +1,4 @@
-"""Multiresolution grid encoding (instant-ngp / tiny-cuda-nn), in plain PyTorch.
+"""Multiresolution grid encoding (instant-ngp / tiny-cuda-nn): a fused kernel, and its PyTorch reference.
 
 Level ``l`` is a grid with ``scale_l = N_min * b**l - 1`` and ``res_l = ceil(scale_l) + 1``
 vertices per axis. A level whose ``res_l ** D`` vertices fit the table is stored densely
@@ -18,10 +18,12 @@ agree on the same table: inputs on [0, 1] (we map coordfit's [-1, 1] there),
 ``pos = u * scale_l + 0.5``, each level's rows padded to a multiple of 8 and laid out
 level after level in one flat table ``[rows, F]``, indices taken modulo the level size.
 
-Speed on a CPU: all levels and all corners are indexed at once (one ``[N, L, 2**D]``
-index tensor into the flat table), and the gather, the interpolation weights and the
-sum over corners run in one custom autograd function whose backward is one
-``index_add_`` into the table. See ``docs/grids.md`` for the profile.
+``forward`` runs the fused kernel of :mod:`coordfit.models.grid_kernel` (C++ on the CPU,
+Triton on CUDA) for fp32 inputs, and :meth:`MultiresGrid.torch_forward` elsewhere: all
+levels and corners indexed at once (one ``[N, L, 2**D]`` index tensor into the flat
+table), the weighted sum in one custom autograd function whose backward is one
+``index_add_``. :meth:`MultiresGrid.reference` spells every corner out (the tests'
+oracle). See ``docs/grids.md`` for the measurements.
 """
 
 from __future__ import annotations
@@ -142,7 +144,6 @@ class MultiresGrid(nn.Module):
         else:
             levels = [_ladder_level(config, lvl, D, hash_all) for lvl in range(config.levels)]
         self.config = config
-        self.levels = levels
         offsets = [sum(lv.size for lv in levels[:i]) for i in range(len(levels))]
         self.resolutions: list[int] = [max(lv.res) for lv in levels]  # vertices per axis of each level (largest)
         self.level_sizes: list[int] = [lv.size for lv in levels]  # table rows of each level

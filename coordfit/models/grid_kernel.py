@@ -146,6 +146,9 @@ def encode(x: torch.Tensor, table: torch.Tensor, meta: torch.Tensor, fmeta: torc
     """``x [N, D]`` fp32 -> ``[N, L * F]`` by the fused kernel, or None where it cannot run."""
     if not kernel_enabled() or x.dtype != torch.float32 or table.dtype != torch.float32:
         return None
+    if (x.dim() != 2 or x.shape[1] != (meta.shape[1] - 3) // 2 or table.dim() != 2 or x.device != table.device
+            or meta.dtype != torch.int64 or fmeta.dtype != torch.float32):
+        return None  # the PyTorch path raises the error a user should see
     reason = _unavailable(x.device)
     if reason is not None:
         if reason not in ("deterministic", "unsupported"):

@@ -49,7 +49,7 @@ class HashGridConfig(GridSpec):
 
 @register_model(
     "hashgrid",
-    description="instant-ngp multiresolution hash grid + 64x2 ReLU MLP (pure PyTorch; tcnn backend optional)",
+    description="instant-ngp multiresolution hash grid + 64x2 ReLU MLP (fused grid kernel; tcnn backend optional)",
     config=HashGridConfig,
     lr=1e-2,
     adam={"betas": (0.9, 0.99), "eps": 1e-15},
