@@ -28,16 +28,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import statistics
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from coordfit.bench import time_interleaved
 from coordfit.engine.train import TrainConfig, Trainer, make_optimizer
 from coordfit.models import create_model
 from coordfit.models.grid_encoding import MultiresGrid, _gather_rows
@@ -84,25 +82,10 @@ GRIDS: dict[str, tuple[Callable[[], tuple[Any, str]], str, dict[str, Any]]] = {
 }
 
 
-# -- timing ----------------------------------------------------------------------------
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
+# -- timing: coordfit's protocol (coordfit.bench.timing: warm-up, sync, interleaved repeats, median) --
 def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, device: torch.device) -> dict[str, float]:
-    """Median milliseconds of each function, run in turn ``repeats`` times after a warm-up."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for k, fn in fns.items():
-        fn()  # warm-up: first-use compile, allocator
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            _sync(device)
-            t = time.perf_counter()
-            fn()
-            _sync(device)
-            times[k].append((time.perf_counter() - t) * 1e3)
-    return {k: round(statistics.median(v), 3) for k, v in times.items()}
+    """Median milliseconds of each function, their repeats interleaved."""
+    return {k: round(st.median * 1e3, 3) for k, st in time_interleaved(fns, device, repeats=repeats).items()}
 
 
 def set_kernel(model: torch.nn.Module, on: bool) -> None:

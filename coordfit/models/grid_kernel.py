@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["encode", "cpu_library", "kernel_enabled", "cache_dir"]
+__all__ = ["encode", "Fused", "cpu_library", "kernel_enabled", "cache_dir"]
 
 _SOURCE = Path(__file__).with_name("kernels") / "grid_cpu.cpp"
 _FLAGS = ["-O3", "-std=c++20", "-shared", "-fPIC", "-ffp-contract=off", "-fno-math-errno", "-pthread"]
@@ -155,39 +155,56 @@ def encode(x: torch.Tensor, table: torch.Tensor, meta: torch.Tensor, fmeta: torc
             _warn_once(x.device.type, reason)
         return None
     if x.device.type == "cuda":
-        from .grid_triton import TritonGrid
+        from . import grid_triton
 
-        return TritonGrid.apply(x, table, meta, fmeta)
-    return _CpuGrid.apply(x, table, meta, fmeta)
+        return Fused.apply(grid_triton, x, table, meta, fmeta)
+    return Fused.apply(_cpu, x, table, meta, fmeta)
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-class _CpuGrid(torch.autograd.Function):
-    """The CPU kernel under autograd: gradients to the table and, where asked, to ``x``."""
+class _Cpu:
+    """The compiled CPU kernel as a backend of :class:`Fused` (``grid_triton`` is the CUDA one)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, table: torch.Tensor, meta: torch.Tensor, fmeta: torch.Tensor) -> torch.Tensor:
+    def forward(x: torch.Tensor, table: torch.Tensor, meta: torch.Tensor, fmeta: torch.Tensor, out: torch.Tensor) -> None:
+        cpu_library().coordfit_grid_forward(x.shape[1], table.shape[1], x.shape[0], _ptr(x), _ptr(table), meta.shape[0],
+                                            _ptr(meta), _ptr(fmeta), _ptr(out), torch.get_num_threads())
+
+    @staticmethod
+    def backward(x: torch.Tensor, table: torch.Tensor, grad: torch.Tensor, meta: torch.Tensor, fmeta: torch.Tensor,
+                 g_table: torch.Tensor | None, g_x: torch.Tensor | None) -> None:
+        cpu_library().coordfit_grid_backward(x.shape[1], table.shape[1], x.shape[0], _ptr(x), _ptr(table), _ptr(grad),
+                                             meta.shape[0], _ptr(meta), _ptr(fmeta), _ptr(g_table), _ptr(g_x),
+                                             torch.get_num_threads())
+
+
+_cpu = _Cpu()
+
+
+class Fused(torch.autograd.Function):
+    """A kernel backend (``forward(x, table, meta, fmeta, out)``, ``backward(x, table, grad, meta,
+    fmeta, g_table, g_x)``) under autograd: gradients to the table and, where asked, to ``x``."""
+
+    @staticmethod
+    def forward(ctx, backend, x: torch.Tensor, table: torch.Tensor, meta: torch.Tensor,  # noqa: ANN001
+                fmeta: torch.Tensor) -> torch.Tensor:
         x, table = x.contiguous(), table.contiguous()
-        L, F = meta.shape[0], table.shape[1]
-        out = x.new_empty(x.shape[0], L * F)
-        lib = cpu_library()
-        lib.coordfit_grid_forward(x.shape[1], F, x.shape[0], _ptr(x), _ptr(table), L, _ptr(meta), _ptr(fmeta),
-                                  _ptr(out), torch.get_num_threads())
+        out = x.new_empty(x.shape[0], meta.shape[0] * table.shape[1])  # [N, L * F]
+        if x.shape[0]:
+            backend.forward(x, table, meta, fmeta, out)
+        ctx.backend = backend
         ctx.save_for_backward(x, table, meta, fmeta)
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor):
+    def backward(ctx, grad: torch.Tensor):  # noqa: ANN205
         x, table, meta, fmeta = ctx.saved_tensors
-        grad = grad.contiguous()
-        g_table = torch.zeros_like(table) if ctx.needs_input_grad[1] else None
-        g_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
-        if g_table is not None or g_x is not None:
-            cpu_library().coordfit_grid_backward(x.shape[1], table.shape[1], x.shape[0], _ptr(x), _ptr(table),
-                                                 _ptr(grad), meta.shape[0], _ptr(meta), _ptr(fmeta), _ptr(g_table),
-                                                 _ptr(g_x), torch.get_num_threads())
-        return g_x, g_table, None, None
+        g_table = torch.zeros_like(table) if ctx.needs_input_grad[2] else None
+        g_x = torch.empty_like(x) if ctx.needs_input_grad[1] else None
+        if x.shape[0] and (g_table is not None or g_x is not None):
+            ctx.backend.backward(x, table, grad.contiguous(), meta, fmeta, g_table, g_x)
+        return None, g_x, g_table, None, None

@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["TritonGrid"]
+__all__ = ["forward", "backward"]
 
 
 # tiny-cuda-nn's primes (axis 0's is 1)
@@ -108,8 +108,10 @@ def _level_head(meta_ptr, lvl, D: tl.constexpr):
 
 
 @triton.jit
-def _forward_kernel(x_ptr, table_ptr, meta_ptr, fmeta_ptr, out_ptr, N, L, D: tl.constexpr, F: tl.constexpr,
-            BLOCK: tl.constexpr):
+def _table_kernel(x_ptr, table_ptr, grad_ptr, meta_ptr, fmeta_ptr, out_ptr, N, L, D: tl.constexpr, F: tl.constexpr,
+                  BLOCK: tl.constexpr, BACKWARD: tl.constexpr):
+    """One block of points on one level: the forward (``out [N, L * F]``), or with ``BACKWARD``
+    the table's gradient (``out [rows, F]``, atomic adds of ``w * grad``)."""
     lvl = tl.program_id(1)
     n = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = n < N
@@ -117,30 +119,19 @@ def _forward_kernel(x_ptr, table_ptr, meta_ptr, fmeta_ptr, out_ptr, N, L, D: tl.
     size, offset, hashed = _level_head(meta_ptr, lvl, D)
     (f0, f1, f2, f3, p0, p1, p2, p3, l0, h0, l1, h1, l2, h2, l3, h3,
      a0, b0, a1, b1, a2, b2, a3, b3) = _level_axes(x_ptr, n, mask, D, meta_ptr, fmeta_ptr, lvl)
+    at = n[:, None] * (L * F) + lvl * F + fo[None, :]  # this level's features of each point
+    if BACKWARD:
+        g = tl.load(grad_ptr + at, mask=mask[:, None], other=0.0)
     acc = tl.zeros([BLOCK, F], dtype=tl.float32)
     for k in tl.static_range(1 << D):
         w, row = _corner(k, D, f0, f1, f2, f3, l0, h0, l1, h1, l2, h2, l3, h3, a0, b0, a1, b1, a2, b2, a3, b3,
-                        size, offset, hashed)
-        vals = tl.load(table_ptr + row[:, None] * F + fo[None, :], mask=mask[:, None], other=0.0)
-        acc += w[:, None] * vals
-    tl.store(out_ptr + n[:, None] * (L * F) + lvl * F + fo[None, :], acc, mask=mask[:, None])
-
-
-@triton.jit
-def _backward_table_kernel(x_ptr, grad_ptr, meta_ptr, fmeta_ptr, gtable_ptr, N, L, D: tl.constexpr, F: tl.constexpr,
-                   BLOCK: tl.constexpr):
-    lvl = tl.program_id(1)
-    n = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = n < N
-    fo = tl.arange(0, F)
-    size, offset, hashed = _level_head(meta_ptr, lvl, D)
-    (f0, f1, f2, f3, p0, p1, p2, p3, l0, h0, l1, h1, l2, h2, l3, h3,
-     a0, b0, a1, b1, a2, b2, a3, b3) = _level_axes(x_ptr, n, mask, D, meta_ptr, fmeta_ptr, lvl)
-    g = tl.load(grad_ptr + n[:, None] * (L * F) + lvl * F + fo[None, :], mask=mask[:, None], other=0.0)
-    for k in tl.static_range(1 << D):
-        w, row = _corner(k, D, f0, f1, f2, f3, l0, h0, l1, h1, l2, h2, l3, h3, a0, b0, a1, b1, a2, b2, a3, b3,
-                        size, offset, hashed)
-        tl.atomic_add(gtable_ptr + row[:, None] * F + fo[None, :], w[:, None] * g, mask=mask[:, None])
+                         size, offset, hashed)
+        if BACKWARD:
+            tl.atomic_add(out_ptr + row[:, None] * F + fo[None, :], w[:, None] * g, mask=mask[:, None])
+        else:
+            acc += w[:, None] * tl.load(table_ptr + row[:, None] * F + fo[None, :], mask=mask[:, None], other=0.0)
+    if not BACKWARD:
+        tl.store(out_ptr + at, acc, mask=mask[:, None])
 
 
 @triton.jit
@@ -207,36 +198,19 @@ def _launch(kernel, grid, *args, **meta) -> None:
     kernel[grid](*args, **meta, **options)
 
 
-class TritonGrid(torch.autograd.Function):
-    """The Triton kernels under autograd: gradients to the table and, where asked, to ``x``."""
+def forward(x: torch.Tensor, table: torch.Tensor, meta: torch.Tensor, fmeta: torch.Tensor, out: torch.Tensor) -> None:
+    """``out [N, L * F]`` from ``x [N, D]`` (N > 0; contiguous fp32 CUDA tensors)."""
+    (N, D), (L, F) = x.shape, (meta.shape[0], table.shape[1])
+    _launch(_table_kernel, (-(-N // _BLOCK), L), x, table, out, meta, fmeta, out, N, L, D=D, F=F, BLOCK=_BLOCK,
+            BACKWARD=False)
 
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, table: torch.Tensor, meta: torch.Tensor, fmeta: torch.Tensor) -> torch.Tensor:
-        x, table = x.contiguous(), table.contiguous()
-        N, D = x.shape
-        L, F = meta.shape[0], table.shape[1]
-        out = x.new_empty(N, L * F)
-        if N:
-            _launch(_forward_kernel, (-(-N // _BLOCK), L), x, table, meta, fmeta, out, N, L, D=D, F=F, BLOCK=_BLOCK)
-        ctx.save_for_backward(x, table, meta, fmeta)
-        return out
 
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor):
-        x, table, meta, fmeta = ctx.saved_tensors
-        grad = grad.contiguous()
-        N, D = x.shape
-        L, F = meta.shape[0], table.shape[1]
-        g_table = g_x = None
-        if ctx.needs_input_grad[1]:
-            g_table = torch.zeros_like(table)
-            if N:
-                _launch(_backward_table_kernel, (-(-N // _BLOCK), L), x, grad, meta, fmeta, g_table, N, L, D=D, F=F,
-                        BLOCK=_BLOCK)
-        if ctx.needs_input_grad[0]:
-            g_x = torch.empty_like(x)
-            if N:
-                _launch(_backward_x_kernel, (-(-N // _BLOCK),), x, table, grad, meta, fmeta, g_x, N, L, D=D, F=F,
-                        BLOCK=_BLOCK)
-        return g_x, g_table, None, None
+def backward(x: torch.Tensor, table: torch.Tensor, grad: torch.Tensor, meta: torch.Tensor, fmeta: torch.Tensor,
+             g_table: torch.Tensor | None, g_x: torch.Tensor | None) -> None:
+    """Add the table's gradient into ``g_table`` (zeros) and write the input's into ``g_x``, where given."""
+    (N, D), (L, F) = x.shape, (meta.shape[0], table.shape[1])
+    if g_table is not None:
+        _launch(_table_kernel, (-(-N // _BLOCK), L), x, table, grad, meta, fmeta, g_table, N, L, D=D, F=F,
+                BLOCK=_BLOCK, BACKWARD=True)
+    if g_x is not None:
+        _launch(_backward_x_kernel, (-(-N // _BLOCK),), x, table, grad, meta, fmeta, g_x, N, L, D=D, F=F, BLOCK=_BLOCK)
