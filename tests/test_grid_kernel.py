@@ -166,3 +166,22 @@ def test_inputs_the_kernel_cannot_take_reach_the_torch_path_and_its_error() -> N
     assert grid_kernel.encode(torch.rand(5), enc.table, enc.kernel_meta, enc.kernel_fmeta) is None
     with pytest.raises(RuntimeError):
         enc(torch.rand(5, 3))  # a shape error from PyTorch, never a read past the input
+
+
+def test_a_run_fitted_with_the_kernel_loads_and_renders_without_it(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import imageio.v3 as iio
+    import numpy as np
+
+    import coordfit
+
+    from conftest import smooth_image
+
+    iio.imwrite(tmp_path / "small.png", (smooth_image() * 255).round().astype(np.uint8))
+    coordfit.fit(tmp_path / "small.png", "hashgrid", train=coordfit.TrainConfig(steps=5, batch_points=256, device="cpu"),
+                 out=tmp_path / "run", progress=False, levels=4, width=16)
+    x = edge_points(300, 2)
+    with_kernel = coordfit.load(tmp_path / "run").model(x)
+    monkeypatch.setenv("COORDFIT_GRID_KERNEL", "0")  # as where no compiler is found
+    run = coordfit.load(tmp_path / "run")
+    torch.testing.assert_close(run.model(x), with_kernel, rtol=1e-5, atol=1e-6)
+    assert run.render(tmp_path / "again.png").exists()
