@@ -74,7 +74,7 @@ def cpu_library() -> ctypes.CDLL | str:
     source = _SOURCE.read_bytes()
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
     key = hashlib.sha256(source + " ".join([version, *_FLAGS, sys.platform]).encode()).hexdigest()[:16]
-    for folder in (cache_dir(), Path(tempfile.gettempdir()) / f"coordfit-kernels-{os.getuid()}"):
+    for folder in (cache_dir(), Path(tempfile.gettempdir()) / f"coordfit-kernels-{getattr(os, 'getuid', lambda: 0)()}"):
         lib = folder / f"grid_cpu-{key}.so"
         try:
             if not lib.exists():
