@@ -405,7 +405,7 @@ def test_dense_levels_fast_path_equals_reference(dims: int) -> None:
 
 def test_trainer_steps_fused_adam_and_loads_an_old_runs_optimizer_file(tmp_path: Path) -> None:
     from coordfit.engine.train import make_optimizer
-    from coordfit.runs.checkpoint import load_optimizer, save_optimizer
+    from coordfit.core.checkpoint import load_optimizer, save_optimizer
 
     signal = ImageSignal(smooth_image(16, 20))
     model = create_model("hashgrid", signal.info, levels=4, width=16)
@@ -429,7 +429,7 @@ def test_trainer_steps_fused_adam_and_loads_an_old_runs_optimizer_file(tmp_path:
 def test_grid_adam_steps_touched_rows_as_adam_and_leaves_the_others(tmp_path: Path) -> None:
     from coordfit.engine.train import make_optimizer
     from coordfit.models.grid_adam import GridAdam
-    from coordfit.runs.checkpoint import load_optimizer, save_optimizer
+    from coordfit.core.checkpoint import load_optimizer, save_optimizer
 
     torch.manual_seed(0)
     model = create_model("hashgrid", IMAGE, levels=4, width=16)
